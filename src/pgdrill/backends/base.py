@@ -1,0 +1,109 @@
+"""The one interface every backend (local, kind, k8s) implements.
+
+The drill runner only speaks this protocol, so scenarios run unchanged on every backend.
+All backends keep CNPG's object layout under ``destination``:
+``<prefix>/<serverName>/base/<backup_id>/`` and ``<prefix>/<serverName>/wals/<16 hex>/<segment>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ..s3 import ObjectStore, S3Location
+from ..wal import Lsn
+
+
+@dataclass
+class ClusterHandle:
+    """A PostgreSQL cluster a backend created (source or recovered)."""
+
+    name: str
+    server_name: str
+    archiving: bool
+    details: dict[str, Any] = field(default_factory=dict)
+    """Backend-specific facts for reports and --keep (data dir, port, namespace...)."""
+
+
+@dataclass(frozen=True)
+class RecoveryTarget:
+    """What to recover to; ``None`` fields mean "latest" (end of the archive)."""
+
+    lsn: Lsn | None = None
+    time: str | None = None
+    name: str | None = None
+    backup_id: str | None = None
+
+
+@dataclass
+class RecoveryOutcome:
+    """What happened when a backend tried to bring a recovered cluster up."""
+
+    cluster: ClusterHandle | None
+    promoted: bool
+    """True when the cluster left recovery and accepted a write."""
+    backup_id: str | None
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds per phase, e.g. restore, replay, promote (sums to ``total``)."""
+    total: float | None = None
+    fork_lsn: Lsn | None = None
+    """Where the new timeline branched off (from its .history file)."""
+    timeline: int | None = None
+    fatal_lines: list[str] = field(default_factory=list)
+    log_excerpt: list[str] = field(default_factory=list)
+    restored_segments: list[str] = field(default_factory=list)
+    """WAL segment names the restore_command fetched, in order."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    @property
+    def destination(self) -> S3Location:
+        """Where this run's archives live (``s3://bucket/<prefix>/<run id>``)."""
+
+    @property
+    def store(self) -> ObjectStore:
+        """Read/write access to the drill's bucket (fault injection only touches ``destination``)."""
+
+    def versions(self) -> dict[str, str]:
+        """Component versions for reports (PostgreSQL, barman, CNPG, plugin...)."""
+
+    def create_source(self, name: str) -> ClusterHandle:
+        """Provision a primary archiving WAL to ``destination``/<name>.
+
+        Must refuse (``UsageError``) if that serverName already has WAL ("Expected empty archive").
+        """
+
+    def sql(self, cluster: ClusterHandle, query: str, params: tuple[Any, ...] = (),
+            dbname: str = "postgres", user: str = "postgres") -> list[tuple[Any, ...]]:
+        """Run one statement in autocommit and return its rows (empty for no result)."""
+
+    def run_script(self, cluster: ClusterHandle, script: str, dbname: str = "postgres") -> None:
+        """Run a SQL script (fixtures)."""
+
+    def take_backup(self, cluster: ClusterHandle) -> str:
+        """Take a base backup the way the CNPG plugin does; return the backup id."""
+
+    def wait_archived(self, cluster: ClusterHandle, segment: str, timeout: float = 60.0) -> None:
+        """Block until ``segment`` is archived (``pg_stat_archiver.last_archived_wal``)."""
+
+    def lose(self, cluster: ClusterHandle, destroy_data: bool) -> None:
+        """The disaster: stop the cluster hard; with ``destroy_data`` its storage is gone too."""
+
+    def next_recovery_name(self, source_name: str) -> str:
+        """``<source>-vN`` with the lowest N >= 2 not used by a cluster or a serverName."""
+
+    def recover(self, source: ClusterHandle, new_name: str, target: RecoveryTarget | None,
+                archive: bool = True) -> RecoveryOutcome:
+        """Recover ``source``'s archive into a new cluster, like CNPG's ``bootstrap.recovery``.
+
+        With ``archive`` the new cluster archives to its *own* serverName (``new_name``).
+        """
+
+    def destroy(self, cluster: ClusterHandle) -> None:
+        """Remove a cluster this run created (processes, storage)."""
+
+    def close(self) -> None:
+        """Release everything this backend started; idempotent."""

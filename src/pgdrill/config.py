@@ -1,0 +1,96 @@
+"""pgdrill's configuration: one frozen dataclass per concern, loaded strictly from TOML.
+
+Precedence: command-line option > config file (``--pgdrill-config`` / ``PGDRILL_CONFIG``,
+else ``pgdrill.toml`` in the current directory if present) > defaults below (the ADR's values).
+Credentials are never configuration: they come from the environment only.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from . import strict
+from .errors import ConfigError
+
+Compression = Literal["none", "gzip", "bzip2", "snappy", "lz4"]
+
+
+@dataclass(frozen=True)
+class Targets:
+    rpo_seconds: float = 300.0
+    """Recovery point objective: ADR 007 accepts up to 5 minutes of lost writes."""
+    rto_seconds: float = 300.0
+    """Recovery time objective: ADR 007 targets 3-5 minutes; 5 is the alert line."""
+
+
+@dataclass(frozen=True)
+class S3Config:
+    mode: Literal["embedded", "external"] = "embedded"
+    """embedded: pgdrill starts SeaweedFS on 127.0.0.1; external: use ``endpoint_url``."""
+    endpoint_url: str | None = None
+    """For external mode, e.g. http://127.0.0.1:9000 (MinIO) or https://s3.fr-par.scw.cloud."""
+    bucket: str = "backups"
+    prefix: str = "pgdrill"
+    """Every drill writes under ``<prefix>/<run id>/``; nothing outside it is touched."""
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    wal_compression: Compression = "gzip"
+    """Matches the plugin's documented ObjectStore example (``wal.compression: gzip``)."""
+    data_compression: Compression = "none"
+    archive_timeout_seconds: int = 300
+    """ADR: ``archive_timeout: 5m``. Drills force segment switches with pg_switch_wal()."""
+    segment_size_mb: int = 16
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    os_user: str = "pgdrill"
+    """Unprivileged OS user for PostgreSQL when pgdrill runs as root (created if missing)."""
+    workdir: str | None = None
+    """Parent of per-run directories; default: the system temp dir."""
+    startup_timeout_seconds: float = 120.0
+    """Upper bound for a recovery to reach promotion before it is declared stuck."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    cluster_name: str = "postgres-cluster"
+
+
+@dataclass(frozen=True)
+class Config:
+    backend: Literal["local", "kind", "k8s"] = "local"
+    targets: Targets = field(default_factory=Targets)
+    s3: S3Config = field(default_factory=S3Config)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    local: LocalConfig = field(default_factory=LocalConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    reports_dir: str = "reports"
+
+    def with_overrides(self, **changes: object) -> Config:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the config file (strict), or the defaults when there is none."""
+    if path is None:
+        path = os.environ.get("PGDRILL_CONFIG") or ("pgdrill.toml" if Path("pgdrill.toml").is_file() else None)
+    if path is None:
+        return Config()
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {file} does not exist: fix --pgdrill-config / PGDRILL_CONFIG")
+    try:
+        data = tomllib.loads(file.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    config = strict.load(Config, data, str(file))
+    if config.s3.mode == "external" and not config.s3.endpoint_url:
+        raise ConfigError(f"{file}: s3.endpoint_url is required when s3.mode = 'external'")
+    return config
