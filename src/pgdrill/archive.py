@@ -268,3 +268,36 @@ def segments_beyond(archive: ServerArchive, timeline: int, point: Lsn) -> list[S
         for n in archive.segments(timeline)
         if n * archive.segment_size >= point.value
     )
+
+
+def decompress(name: WalObjectName, body: bytes) -> bytes:
+    """Undo barman-cloud's compression of a small object (history files, backup labels)."""
+    if name.compression is None:
+        return body
+    if name.compression == "gz":
+        import gzip
+
+        return gzip.decompress(body)
+    if name.compression == "bz2":
+        import bz2
+
+        return bz2.decompress(body)
+    raise ValueError(f"cannot read {name.compression}-compressed WAL metadata here")
+
+
+def read_server_archive(store: object, root: str, server_name: str,
+                        segment_size: int = DEFAULT_SEGMENT_SIZE) -> tuple[ServerArchive, list[BaseBackup], dict[int, list[TimelineSwitch]]]:
+    """List ``root`` (``<prefix>/<serverName>/``) once, then read only the small metadata
+    objects: each ``backup.info`` and each ``.history`` file.  ``store`` needs ``list``/``get``
+    (``pgdrill.s3.ObjectStore``); nothing is written."""
+    from .wal import parse_history
+
+    root = root if root.endswith("/") else root + "/"
+    archive = ServerArchive.from_listing(server_name, root, store.list(root), segment_size)  # type: ignore[attr-defined]
+    backups = [BaseBackup.from_info(bid, key, store.get(key).decode(), segment_size)  # type: ignore[attr-defined]
+               for bid, key in sorted(archive.backup_info_keys.items())]
+    histories: dict[int, list[TimelineSwitch]] = {}
+    for wal in archive.wal:
+        if wal.name.kind == "history":
+            histories[wal.name.timeline] = parse_history(decompress(wal.name, store.get(wal.key)).decode())  # type: ignore[attr-defined]
+    return archive, backups, histories

@@ -1,0 +1,420 @@
+"""The local backend: real PostgreSQL, real barman-cloud, a real S3 server, no containers.
+
+Each run gets its own directory and its own S3 prefix (``<prefix>/<run id>``); pgdrill
+only ever deletes inside those.  Recovery follows what the CNPG barman-cloud plugin's
+restore hook does (plugin-barman-cloud ``internal/cnpgi/restore/restore.go``): empty-archive
+check on the new serverName, pick the backup, check its begin WAL is in the archive,
+``barman-cloud-restore``, then start with ``restore_command`` and
+``recovery_target_action = promote``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ...archive import BaseBackup, ServerArchive, read_server_archive
+from ...config import Config
+from ...errors import CouldNotVerify, S3Error, UsageError
+from ...s3 import ObjectStore, S3Credentials, S3Location
+from ...wal import Lsn, SegmentName
+from ..base import ClusterHandle, RecoveryOutcome, RecoveryTarget
+from .barman import BarmanCloud, tools_dir
+from .postgres import Instance, log_time, pg_bin_dir
+from .runas import OsUser
+from .seaweed import SeaweedServer, free_port
+
+log = logging.getLogger("pgdrill.local")
+
+_RESTORED = re.compile(r'restored log file "([0-9A-F]{24}(?:\.partial)?)" from archive')
+_REDO_DONE = "redo done at"
+# Our own readiness polls produce these while the server starts; they are not evidence.
+_POLL_NOISE = ("the database system is starting up", "the database system is not yet accepting connections",
+               "the database system is shutting down")
+
+
+def _fatal(lines: list[str]) -> list[str]:
+    return [ln for ln in lines if ("FATAL" in ln or "PANIC" in ln) and not any(n in ln for n in _POLL_NOISE)]
+
+
+@dataclass
+class _Cluster:
+    handle: ClusterHandle
+    instance: Instance
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, config: Config, run_id: str, keep: bool = False):
+        self.config = config
+        self.run_id = run_id
+        self.keep = keep
+        self.user = OsUser.for_postgres(config.local.os_user)
+        parent = Path(config.local.workdir or tempfile.gettempdir())
+        self.run_dir = parent / f"pgdrill-{run_id}"
+        if self.run_dir.exists():
+            raise UsageError(f"run directory {self.run_dir} already exists; pick another run id")
+        self.run_dir.mkdir(parents=True, mode=0o755)
+        self.run_dir.chmod(0o755)  # the PostgreSQL user must be able to traverse it
+        self._clusters: dict[str, _Cluster] = {}
+        self._seaweed: SeaweedServer | None = None
+        self._closed = False
+        try:
+            self._setup_s3()
+            self._env = self._postgres_environment()
+            self._check_tools()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- setup -----------------------------------------------------------------------
+
+    def _setup_s3(self) -> None:
+        s3 = self.config.s3
+        if s3.mode == "embedded":
+            self._seaweed = SeaweedServer(self.run_dir / "s3", bucket=s3.bucket)
+            self._seaweed.directory.mkdir(mode=0o700)
+            self._seaweed.start()
+            self.endpoint_url: str | None = self._seaweed.endpoint_url
+            self.credentials = self._seaweed.admin.credentials
+        else:
+            self.endpoint_url = s3.endpoint_url
+            self.credentials = S3Credentials.from_environment()
+        self._store = ObjectStore(self.endpoint_url, self.credentials, s3.bucket)
+        self._store.check_access()
+        self._destination = S3Location(s3.bucket, "/".join(p for p in (s3.prefix.strip("/"), self.run_id) if p))
+        if any(True for _ in self._store.list(self._destination.key() + "/")):
+            raise UsageError(f"{self._destination.url} is not empty; pgdrill only writes to a fresh run prefix")
+        self.barman = BarmanCloud(self._destination.url, self.endpoint_url,
+                                  self.config.archive.wal_compression, self.config.archive.data_compression,
+                                  tools_dir())
+
+    def _postgres_environment(self) -> dict[str, str]:
+        tmp = self.user.own(self.run_dir / "tmp", 0o700)
+        path = os.pathsep.join([str(pg_bin_dir()), str(tools_dir()),
+                                "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+        env = {"PATH": path, "HOME": str(tmp), "TMPDIR": str(tmp), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+               "PYTHONDONTWRITEBYTECODE": "1"}
+        env.update(self.credentials.as_environment())
+        return env
+
+    def _check_tools(self) -> None:
+        problem = self.user.can_execute(Path(tools_dir()) / "barman-cloud-wal-archive", self._env, self.run_dir)
+        if problem:
+            raise UsageError(
+                f"OS user {self.user.name!r} cannot run barman-cloud from {tools_dir()} ({problem}); "
+                "install pgdrill into a virtualenv outside root's home, built from the system python3 "
+                "(./scripts/bootstrap does this)")
+
+    # -- Backend protocol --------------------------------------------------------------
+
+    @property
+    def destination(self) -> S3Location:
+        return self._destination
+
+    @property
+    def store(self) -> ObjectStore:
+        return self._store
+
+    @property
+    def s3_server(self) -> SeaweedServer | None:
+        return self._seaweed
+
+    def versions(self) -> dict[str, str]:
+        versions = {}
+        for key, argv in (("postgresql", [str(pg_bin_dir() / "postgres"), "--version"]),
+                          ("barman", [str(tools_dir() / "barman-cloud-backup"), "--version"])):
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            versions[key] = (out.stdout or out.stderr).strip().split()[-1] if (out.stdout or out.stderr) else "unknown"
+        versions["s3"] = self._seaweed.version() if self._seaweed else f"external {self.endpoint_url}"
+        return versions
+
+    def _instance(self, name: str) -> Instance:
+        base = self.user.own(self.run_dir / name, 0o700)
+        return Instance(
+            name=name, pgdata=base / "pgdata", port=free_port(), socket_dir=self.user.own(base / "sock", 0o700),
+            log_file=base / "postgres.log", user=self.user, env=self._env, cwd=base,
+        )
+
+    def _archive_settings(self, server_name: str | None) -> dict[str, str | int]:
+        if server_name is None:
+            return {"archive_mode": "off"}
+        return {"archive_mode": "on", "archive_command": self.barman.archive_command(server_name),
+                "archive_timeout": self.config.archive.archive_timeout_seconds}
+
+    def check_empty_archive(self, server_name: str) -> None:
+        """CNPG's "Expected empty archive" pre-flight, with barman's own tool."""
+        result = self.user.run(self.barman.check_wal_archive(server_name), self._env, self.run_dir, timeout=120)
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            message = detail[-1] if detail else f"exit {result.returncode}"
+            if "Expected empty archive" in message:
+                raise UsageError(f"serverName {server_name!r} already has WAL in {self._destination.url} "
+                                 "(Expected empty archive): use a new serverName; nothing was written")
+            raise S3Error(f"barman-cloud-check-wal-archive failed for {server_name!r}: {message}")
+
+    def create_source(self, name: str) -> ClusterHandle:
+        if name in self._clusters:
+            raise UsageError(f"cluster {name!r} already exists in this run")
+        self.check_empty_archive(name)
+        instance = self._instance(name)
+        instance.initdb(self.config.archive.segment_size_mb)
+        instance.write_settings({**instance.base_settings(), **self._archive_settings(name)})
+        instance.start()
+        instance.wait_ready()
+        handle = ClusterHandle(name, name, True, {"pgdata": str(instance.pgdata), "port": instance.port,
+                                                  "log": str(instance.log_file)})
+        self._clusters[name] = _Cluster(handle, instance)
+        return handle
+
+    def _get(self, cluster: ClusterHandle) -> Instance:
+        return self._clusters[cluster.name].instance
+
+    def sql(self, cluster: ClusterHandle, query: str, params: Any = (),
+            dbname: str = "postgres", user: str = "postgres") -> list[tuple[Any, ...]]:
+        import psycopg
+
+        try:
+            with self._get(cluster).connect(dbname, user) as conn:
+                cur = conn.execute(query, params)  # type: ignore[arg-type]
+                return cur.fetchall() if cur.description else []
+        except psycopg.Error as exc:
+            raise CouldNotVerify(f"{cluster.name}: SQL failed in database {dbname!r}: "
+                                 f"{str(exc).strip().splitlines()[0]}") from None
+
+    def run_script(self, cluster: ClusterHandle, script: str, dbname: str = "postgres") -> None:
+        """Through psql, so scripts may hold statements that refuse a transaction block."""
+        instance = self._get(cluster)
+        result = subprocess.run(
+            [str(pg_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+             "-p", str(instance.port), "-U", "postgres", "-d", dbname, "-f", "-"],
+            input=script, capture_output=True, text=True, timeout=600, env=self._env)
+        if result.returncode != 0:
+            raise CouldNotVerify(f"{cluster.name}: SQL script failed in {dbname!r}: "
+                                 f"{result.stderr.strip().splitlines()[-1:] or result.returncode}")
+
+    def take_backup(self, cluster: ClusterHandle) -> str:
+        instance = self._get(cluster)
+        before = set(self._backup_ids(cluster.server_name))
+        name = f"pgdrill-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}"
+        result = self.user.run(self.barman.backup(cluster.server_name, name, "127.0.0.1", instance.port),
+                               self._env, self.run_dir, timeout=3600)
+        if result.returncode != 0:
+            raise CouldNotVerify(f"barman-cloud-backup failed for {cluster.server_name}: "
+                                 f"{(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+        new = sorted(set(self._backup_ids(cluster.server_name)) - before)
+        if len(new) != 1:
+            raise CouldNotVerify(f"expected one new base backup for {cluster.server_name}, found {new}")
+        return new[0]
+
+    def _backup_ids(self, server_name: str) -> list[str]:
+        root = self._destination.key(server_name, "base") + "/"
+        return sorted({p[len(root):].strip("/") for p in self._store.list_prefixes(root)})
+
+    def read_archive(self, server_name: str) -> tuple[ServerArchive, list[BaseBackup]]:
+        archive, backups, _ = read_server_archive(self._store, self._destination.key(server_name),
+                                                  server_name, self.config.archive.segment_size_mb * 1024 * 1024)
+        return archive, backups
+
+    def wait_archived(self, cluster: ClusterHandle, segment: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            rows = self.sql(cluster, "SELECT last_archived_wal, failed_count, last_failed_wal FROM pg_stat_archiver")
+            last = rows[0]
+            if last[0] and last[0][:24] >= segment and SegmentName.parse(last[0][:24]).timeline >= \
+                    SegmentName.parse(segment).timeline:
+                return
+            time.sleep(0.1)
+        raise CouldNotVerify(f"{cluster.name}: WAL segment {segment} not archived after {timeout:.0f}s "
+                             f"(pg_stat_archiver last={last[0] if last else None}, failed={last[1] if last else None})")
+
+    def lose(self, cluster: ClusterHandle, destroy_data: bool) -> None:
+        instance = self._get(cluster)
+        instance.kill()
+        if destroy_data:
+            shutil.rmtree(instance.pgdata, ignore_errors=True)
+
+    def next_recovery_name(self, source_name: str) -> str:
+        used = set(self._clusters)
+        used.update(p.rstrip("/").rsplit("/", 1)[-1]
+                    for p in self._store.list_prefixes(self._destination.key() + "/"))
+        n = 2
+        while f"{source_name}-v{n}" in used:
+            n += 1
+        return f"{source_name}-v{n}"
+
+    def recover(self, source: ClusterHandle, new_name: str, target: RecoveryTarget | None,
+                archive: bool = True) -> RecoveryOutcome:
+        if new_name in self._clusters:
+            raise UsageError(f"recovery cluster {new_name!r} already exists; pick the next -vN")
+        if archive and new_name == source.server_name:
+            raise UsageError("a recovered cluster must not archive into its source's serverName")
+        started = time.monotonic()
+        if archive:
+            self.check_empty_archive(new_name)
+        src_archive, backups = self.read_archive(source.server_name)
+        backup = choose_backup(backups, target)
+        if backup is None:
+            return RecoveryOutcome(None, False, None, fatal_lines=[
+                f"no completed base backup for {source.server_name} in {self._destination.url}"])
+        if backup.begin_wal is None or backup.begin_wal.number not in src_archive.segments(backup.begin_wal.timeline):
+            # What the plugin's restore hook checks before copying any data.
+            return RecoveryOutcome(None, False, backup.backup_id, fatal_lines=[
+                "encountered an error while checking the presence of first needed WAL in the archive: "
+                f"{backup.begin_wal} not found for {source.server_name}"])
+        instance = self._instance(new_name)
+        handle = ClusterHandle(new_name, new_name if archive else "", archive,
+                               {"pgdata": str(instance.pgdata), "port": instance.port, "log": str(instance.log_file),
+                                "recovered_from": source.server_name, "backup_id": backup.backup_id})
+        self._clusters[new_name] = _Cluster(handle, instance)
+        self.user.own(instance.pgdata, 0o700)
+        restore = self.user.run(self.barman.restore(source.server_name, backup.backup_id, str(instance.pgdata)),
+                                self._env, instance.cwd, timeout=3600)
+        restored_at = time.monotonic()
+        if restore.returncode != 0:
+            return RecoveryOutcome(handle, False, backup.backup_id, phases={"restore": restored_at - started},
+                                   fatal_lines=(restore.stderr or restore.stdout).strip().splitlines()[-5:])
+        settings = {**instance.base_settings(), **self._archive_settings(new_name if archive else None),
+                    "restore_command": self.barman.restore_command(source.server_name),
+                    "recovery_target_action": "promote", "recovery_target_timeline": "latest"}
+        if target and target.lsn:
+            settings["recovery_target_lsn"] = str(target.lsn)
+        elif target and target.time:
+            settings["recovery_target_time"] = target.time
+        elif target and target.name:
+            settings["recovery_target_name"] = target.name
+        instance.write_settings(settings)
+        signal_file = instance.pgdata / "recovery.signal"
+        signal_file.touch()
+        if self.user.switch:
+            os.chown(signal_file, self.user.uid, self.user.gid)
+        start_wall = time.time()
+        instance.start()
+        outcome = self._await_promotion(instance, handle, backup.backup_id,
+                                        self.config.local.startup_timeout_seconds)
+        outcome.phases = {"restore": restored_at - started, **outcome.phases}
+        outcome.total = (time.monotonic() - started) if outcome.promoted else None
+        _split_replay(outcome, instance, start_wall)
+        return outcome
+
+    def _await_promotion(self, instance: Instance, handle: ClusterHandle, backup_id: str,
+                         timeout: float) -> RecoveryOutcome:
+        import psycopg
+
+        begun = time.monotonic()
+        deadline = begun + timeout
+        while time.monotonic() < deadline:
+            if not instance.alive() and time.monotonic() - begun > 0.5:
+                lines = instance.log_lines()
+                return RecoveryOutcome(handle, False, backup_id, phases={},
+                                       fatal_lines=_fatal(lines),
+                                       log_excerpt=lines[-30:], restored_segments=_restored(lines))
+            try:
+                with instance.connect(timeout=2) as conn:
+                    in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]  # type: ignore[index]
+                    if not in_recovery:
+                        promoted = time.monotonic()
+                        conn.execute("CREATE TABLE IF NOT EXISTS pgdrill_write_probe (at timestamptz)")
+                        conn.execute("INSERT INTO pgdrill_write_probe VALUES (clock_timestamp())")
+                        written = time.monotonic()
+                        tli_hex = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()[0][:8]  # type: ignore[index]
+                        timeline = int(tli_hex, 16)
+                        fork = None
+                        if timeline > 1:
+                            text = conn.execute("SELECT pg_read_file(%s)", (f"pg_wal/{tli_hex}.history",)).fetchone()[0]  # type: ignore[index]
+                            from ...wal import parse_history
+                            switches = parse_history(text)
+                            fork = switches[-1].switchpoint if switches else None
+                        lines = instance.log_lines()
+                        return RecoveryOutcome(
+                            handle, True, backup_id,
+                            phases={"replay": promoted - begun, "promote": written - promoted},
+                            fork_lsn=fork, timeline=timeline,
+                            fatal_lines=_fatal(lines),
+                            log_excerpt=[ln for ln in lines if _is_recovery_line(ln)][-30:],
+                            restored_segments=_restored(lines))
+            except psycopg.OperationalError:
+                pass
+            time.sleep(0.1)
+        lines = instance.log_lines()
+        instance.stop("immediate")
+        return RecoveryOutcome(handle, False, backup_id,
+                               fatal_lines=[f"recovery did not finish within {timeout:.0f}s (local.startup_timeout_seconds)"],
+                               log_excerpt=lines[-30:], restored_segments=_restored(lines))
+
+    def destroy(self, cluster: ClusterHandle) -> None:
+        entry = self._clusters.pop(cluster.name, None)
+        if entry is None:
+            return
+        entry.instance.stop("immediate")
+        shutil.rmtree(self.run_dir / cluster.name, ignore_errors=True)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for entry in list(self._clusters.values()):
+            try:
+                entry.instance.stop("immediate") if not self.keep else None
+            except Exception as exc:  # keep releasing the rest
+                log.warning("could not stop %s: %s", entry.handle.name, exc)
+        if self._seaweed is not None and not self.keep:
+            self._seaweed.stop()
+        if not self.keep:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def keep_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"run_dir": str(self.run_dir), "destination": self._destination.url,
+                                "endpoint_url": self.endpoint_url,
+                                "clusters": {n: c.handle.details for n, c in self._clusters.items()}}
+        return info
+
+
+def choose_backup(backups: list[BaseBackup], target: RecoveryTarget | None) -> BaseBackup | None:
+    """CNPG's choice: a named backup, else the newest completed one that ends before the target."""
+    done = [b for b in backups if b.done]
+    if target and target.backup_id:
+        return next((b for b in done if b.backup_id == target.backup_id), None)
+    if target and target.lsn:
+        done = [b for b in done if b.end_lsn is None or b.end_lsn <= target.lsn]
+    return max(done, key=lambda b: b.backup_id, default=None)
+
+
+def _restored(lines: list[str]) -> list[str]:
+    return [m.group(1) for ln in lines if (m := _RESTORED.search(ln))]
+
+
+def _is_recovery_line(line: str) -> bool:
+    keys = ("restored log file", "redo", "recovery", "archive recovery", "selected new timeline",
+            "last completed transaction", "consistent recovery state", "ready to accept", "FATAL", "PANIC")
+    return any(k in line for k in keys) and not any(n in line for n in _POLL_NOISE)
+
+
+def _split_replay(outcome: RecoveryOutcome, instance: Instance, start_wall: float) -> None:
+    """Use the server log's "redo done" timestamp to split the time from start to promotion."""
+    if not outcome.promoted or "replay" not in outcome.phases:
+        return
+    for line in instance.log_lines():
+        if _REDO_DONE in line:
+            stamp = log_time(line)
+            if stamp is None:
+                return
+            replay = min(max(stamp.timestamp() - start_wall, 0.0), outcome.phases["replay"])
+            promote_extra = outcome.phases["replay"] - replay
+            outcome.phases["replay"] = replay
+            outcome.phases["promote"] = outcome.phases.get("promote", 0.0) + promote_extra
+            return
+
+
+__all__ = ["LocalBackend", "choose_backup", "Lsn"]
