@@ -2,7 +2,7 @@
 
 Public surface::
 
-    make_backend(config, run_id, *, settings=None, environment=None) -> KubernetesBackend
+    make_backend(config, run_id, keep=False, *, settings=None, environment=None) -> KubernetesBackend
     plan_manifests(config, scenario, run_id="plan") -> list[dict]
     close_kind_environments() -> None            # session end (deletes kind unless keep)
     KubernetesSettings                           # the [kubernetes] config table
@@ -13,6 +13,7 @@ pytest-kind are imported when a backend is made.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .plan import plan_manifests
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["KubernetesSettings", "close_kind_environments", "make_backend", "plan_manifests"]
 
 
-def make_backend(config: Any, run_id: str, *, settings: KubernetesSettings | None = None,
+def make_backend(config: Any, run_id: str, keep: bool = False, *, settings: KubernetesSettings | None = None,
                  environment: KindEnvironment | None = None) -> KubernetesBackend:
     """A started backend for ``config.backend`` ("kind" or "k8s") in a new namespace for ``run_id``.
 
@@ -38,6 +39,8 @@ def make_backend(config: Any, run_id: str, *, settings: KubernetesSettings | Non
     from .plan import drill_objects
 
     settings = settings or settings_from(config)
+    if keep and not settings.keep:
+        settings = replace(settings, keep=True)
     credentials = S3Credentials.from_environment() if config.s3.mode == "external" else None
     if config.backend == "kind":
         from .kind import kind_environment
