@@ -30,3 +30,10 @@ class CouldNotVerify(PgdrillError):
 
 class DrillFailed(PgdrillError):
     """A drill ran and its expectation did not hold."""
+
+
+class BackendUnavailable(UsageError):
+    """The selected backend cannot run on this machine (no Docker, no kubeconfig...).
+
+    Drills on it are reported as *not run* (skipped with this reason), never as passed.
+    """

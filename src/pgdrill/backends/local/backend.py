@@ -10,6 +10,7 @@ check on the new serverName, pick the backup, check its begin WAL is in the arch
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -61,7 +62,9 @@ class LocalBackend:
         self.keep = keep
         self.user = OsUser.for_postgres(config.local.os_user)
         parent = Path(config.local.workdir or tempfile.gettempdir())
-        self.run_dir = parent / f"pgdrill-{run_id}"
+        # Short on purpose: barman-cloud's multiprocessing puts AF_UNIX sockets under TMPDIR
+        # (inside this directory), and socket paths over ~107 bytes fail with an EOFError.
+        self.run_dir = parent / f"pgdrill-{hashlib.sha1(run_id.encode()).hexdigest()[:10]}"
         if self.run_dir.exists():
             raise UsageError(f"run directory {self.run_dir} already exists; pick another run id")
         self.run_dir.mkdir(parents=True, mode=0o755)

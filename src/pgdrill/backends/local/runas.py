@@ -66,6 +66,7 @@ class OsUser:
     def run(self, argv: Sequence[str], env: dict[str, str], cwd: Path,
             timeout: float | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(list(argv), env=env, cwd=cwd, capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL,
                                 timeout=timeout, **self.popen_kwargs())  # type: ignore[call-overload]
         if check and result.returncode != 0:
             raise subprocess.CalledProcessError(result.returncode, argv[:1], result.stdout, result.stderr)

@@ -1,0 +1,1 @@
+"""Drills are run with `pytest drills/`; pgdrill's pytest plugin provides the fixtures."""

@@ -1,0 +1,131 @@
+"""pgdrill's pytest plugin (``pytest11`` entry point): options, markers, fixtures, report hooks.
+
+Use in a drill::
+
+    @pytest.mark.drill
+    def test_my_drill(run_drill, scenario):
+        assert_drill(run_drill(scenario))
+
+A drill that could not verify fails the test; a drill whose backend is unavailable is
+skipped (reported as not run), never passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from .backends import BACKENDS, make_backend
+from .config import Config, load_config
+from .drill import DrillContext, run_scenario
+from .errors import BackendUnavailable, PgdrillError, UsageError
+from .results import DrillResult, Verdict, summary_line
+from .runs import Run, new_run_id
+from .scenario import Scenario
+
+_RUN_KEY = pytest.StashKey[Run]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pgdrill", "pgdrill disaster-recovery drills")
+    group.addoption("--backend", choices=BACKENDS, default=None,
+                    help="where drills run: local (default, no Docker), kind, or k8s (existing cluster)")
+    group.addoption("--keep", action="store_true", default=False,
+                    help="keep clusters, S3 data and directories of each drill for inspection; prints where")
+    group.addoption("--pgdrill-config", default=None, help="pgdrill TOML config file (strict)")
+    group.addoption("--reports-dir", default=None, help="where drill reports go (default: reports/)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in ("drill: a disaster-recovery drill (starts PostgreSQL and S3)",
+                   "smoke: drill tier run by the nightly job",
+                   "full: drill tier run at the quarterly game day"):
+        config.addinivalue_line("markers", marker)
+
+
+@pytest.fixture(scope="session")
+def pgdrill_config(request: pytest.FixtureRequest) -> Config:
+    try:
+        config = load_config(request.config.getoption("--pgdrill-config"))
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    backend = request.config.getoption("--backend")
+    reports = request.config.getoption("--reports-dir")
+    return replace(config, backend=backend or config.backend, reports_dir=reports or config.reports_dir)
+
+
+@pytest.fixture(scope="session")
+def pgdrill_run(request: pytest.FixtureRequest, pgdrill_config: Config) -> Run:
+    run = Run(new_run_id(), Path(pgdrill_config.reports_dir), pgdrill_config.backend)
+    request.config.stash[_RUN_KEY] = run
+    return run
+
+
+@pytest.fixture
+def run_drill(request: pytest.FixtureRequest, pgdrill_config: Config,
+              pgdrill_run: Run) -> Iterator[Callable[[Scenario], DrillResult]]:
+    """Run a scenario on the configured backend; the backend is torn down after the test,
+    also on failure and on Ctrl-C (unless ``--keep``)."""
+    keep = bool(request.config.getoption("--keep"))
+    backends: list[object] = []
+
+    def run(scenario: Scenario) -> DrillResult:
+        try:
+            backend = make_backend(pgdrill_config, f"{pgdrill_run.run_id}-{scenario.name}", keep=keep)
+        except BackendUnavailable as exc:
+            pgdrill_run.skipped(scenario.name, str(exc))
+            pytest.skip(f"backend {pgdrill_config.backend} unavailable: {exc}")
+        except PgdrillError as exc:
+            pytest.fail(f"COULD NOT VERIFY {scenario.name}: backend did not start: {exc}", pytrace=False)
+        backends.append(backend)
+        fixtures_dir = Path(scenario.source_file).resolve().parent.parent / "fixtures"
+        result = run_scenario(DrillContext(scenario, pgdrill_config, backend,
+                                           pgdrill_run.state_dir(scenario.name), fixtures_dir, keep))
+        path = pgdrill_run.add(result)
+        request.node.user_properties.append(("pgdrill_result", str(path)))
+        if keep:
+            print(f"\n[pgdrill] kept for inspection: {result.keep}")
+        return result
+
+    try:
+        yield run
+    finally:
+        for backend in backends:
+            backend.close()  # type: ignore[attr-defined]
+
+
+def assert_drill(result: DrillResult) -> None:
+    """Pass only a verified pass; could-not-verify fails loudly, distinct from a failed drill."""
+    if result.verdict == Verdict.PASSED:
+        return
+    label = "COULD NOT VERIFY" if result.verdict == Verdict.COULD_NOT_VERIFY else "DRILL FAILED"
+    pytest.fail(f"{label}: {summary_line(result.to_dict())}\n  " + "\n  ".join(result.verdict_reasons),
+                pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    run = session.config.stash.get(_RUN_KEY, None)
+    if run is None or not (run.results or run.not_run):
+        return
+    path = run.write()
+    try:
+        from .reports import render_run  # issue 7: HTML, JUnit and history next to results.json
+    except ImportError:
+        render_run = None
+    if render_run is not None:
+        render_run(path)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    run = terminalreporter.config.stash.get(_RUN_KEY, None)
+    if run is None or not (run.results or run.not_run):
+        return
+    terminalreporter.section("pgdrill drills")
+    for result in run.results:
+        terminalreporter.write_line(summary_line(result.to_dict()))
+    for skipped in run.not_run:
+        terminalreporter.write_line(f"{skipped['drill']}: NOT RUN | {skipped['reason']}")
+    terminalreporter.write_line(f"overall: {run.overall().upper()}; reports: {run.folder}")
