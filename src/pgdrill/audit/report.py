@@ -167,6 +167,7 @@ class AuditReport:
     wal: WalAudit | None = None
     recoverability: Recoverability | None = None
     duration_seconds: float = 0.0
+    notes: tuple[str, ...] = ()
 
     @property
     def verified(self) -> bool:
@@ -209,6 +210,7 @@ class AuditReport:
             "wal": None if self.wal is None else self.wal.to_dict(),
             "recoverability": None if self.recoverability is None else self.recoverability.to_dict(),
             "findings": [f.to_dict() for f in self.findings],
+            "notes": list(self.notes),
         }
 
 

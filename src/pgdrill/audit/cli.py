@@ -1,0 +1,90 @@
+"""``pgdrill audit s3://<bucket>/<prefix>/<serverName>``: the argparse front end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tomllib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TextIO
+
+from ..errors import ConfigError, UsageError
+from ..s3 import ObjectStore, S3Credentials, S3Location
+from .render import EXIT_COULD_NOT_VERIFY, exit_code, render_table, write_prometheus
+from .run import run_audit, unverified_report
+from .thresholds import AuditThresholds, load_thresholds
+
+
+def build_parser(prog: str = "pgdrill audit") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Audit a barman-cloud archive read-only (list and get only): base backups, WAL gaps, "
+            "ages, recoverability. Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+            "(and AWS_DEFAULT_REGION). Exit 0 healthy, 1 an alert fires, 2 could not verify."),
+    )
+    parser.add_argument("location", metavar="s3://BUCKET/PREFIX/SERVERNAME",
+                        help="the serverName folder that holds base/ and wals/")
+    parser.add_argument("--endpoint-url", help="S3 endpoint (e.g. https://s3.fr-par.scw.cloud); "
+                        "default: AWS_ENDPOINT_URL or AWS")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    parser.add_argument("--prometheus", metavar="FILE",
+                        help="also write metrics in node-exporter textfile format to FILE (atomically)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="pgdrill TOML config; its [audit] table sets thresholds "
+                        "(default: PGDRILL_CONFIG, else ./pgdrill.toml if present, else ADR 007 values)")
+    return parser
+
+
+def audit_main(argv: list[str], stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run ``pgdrill audit``; returns the exit code (0 healthy, 1 alert, 2 could not verify)."""
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        location = S3Location.parse(args.location)
+        thresholds = _thresholds(args.config)
+    except UsageError as exc:  # bad URL or config: say what to fix, no traceback
+        print(f"pgdrill audit: {exc}", file=err)
+        return EXIT_COULD_NOT_VERIFY
+    now = datetime.now(timezone.utc)
+    try:
+        credentials = S3Credentials.from_environment()
+        store = ObjectStore(args.endpoint_url, credentials, location.bucket)
+    except UsageError as exc:
+        report = unverified_report(location, thresholds, now, str(exc), args.endpoint_url)
+    except Exception as exc:  # boto3 rejects e.g. a malformed endpoint URL at client creation
+        report = unverified_report(location, thresholds, now,
+                                   f"cannot create an S3 client for {args.endpoint_url or 'AWS'}: "
+                                   f"{type(exc).__name__}", args.endpoint_url)
+    else:
+        report = run_audit(location, store, thresholds, now)
+    if args.json:
+        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        out.write(render_table(report))
+    if args.prometheus:
+        try:
+            write_prometheus(report, args.prometheus)
+        except OSError as exc:
+            print(f"pgdrill audit: cannot write {args.prometheus}: {exc.strerror or exc}", file=err)
+            return EXIT_COULD_NOT_VERIFY
+    return exit_code(report)
+
+
+def _thresholds(path: str | None) -> AuditThresholds:
+    if path is None:
+        path = os.environ.get("PGDRILL_CONFIG") or ("pgdrill.toml" if Path("pgdrill.toml").is_file() else None)
+    if path is None:
+        return AuditThresholds()
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {file} does not exist: fix --config / PGDRILL_CONFIG")
+    try:
+        data = tomllib.loads(file.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    # Only [audit] is read here; the rest of the file is pgdrill's general config.
+    return load_thresholds(data.get("audit", {}), str(file))
