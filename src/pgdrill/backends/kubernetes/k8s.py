@@ -9,7 +9,7 @@ import os
 import shutil
 from typing import Any
 
-from ...errors import UsageError
+from ...errors import BackendUnavailable, UsageError
 from .cluster import Kube, default_kubeconfig
 from .settings import KubernetesSettings
 
@@ -27,7 +27,7 @@ def resolve_context(kubeconfig: str, wanted: str | None) -> str:
     from kubernetes import config
 
     if not os.path.isfile(kubeconfig):
-        raise UsageError(f"no kubeconfig at {kubeconfig}: set KUBECONFIG or kubernetes.kubeconfig in pgdrill.toml")
+        raise BackendUnavailable(f"no kubeconfig at {kubeconfig}: set KUBECONFIG or kubernetes.kubeconfig in pgdrill.toml")
     try:
         contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)
     except Exception as exc:  # the client raises ConfigException, yaml errors, KeyError...
@@ -47,7 +47,7 @@ def check_reachable(kube: Kube, timeout: float = 10.0) -> str:
         info = kube.version.get_code(_request_timeout=timeout)
     except Exception as exc:
         reason = getattr(exc, "reason", None) or type(exc).__name__
-        raise UsageError(f"cannot reach the Kubernetes API server of context {kube.context!r} "
+        raise BackendUnavailable(f"cannot reach the Kubernetes API server of context {kube.context!r} "
                          f"({str(reason).splitlines()[0][:160]}): check the cluster and the kubeconfig") from None
     return str(info.git_version)
 
@@ -75,7 +75,7 @@ def connect_existing(settings: KubernetesSettings) -> tuple[Kube, dict[str, Any]
     kubeconfig = default_kubeconfig(settings.kubeconfig)
     context = resolve_context(kubeconfig, settings.context)
     if shutil.which(settings.kubectl_binary) is None:
-        raise UsageError(f"{settings.kubectl_binary} not found on PATH: pgdrill needs kubectl for port-forwards")
+        raise BackendUnavailable(f"{settings.kubectl_binary} not found on PATH: pgdrill needs kubectl for port-forwards")
     kube = Kube(kubeconfig, context, settings.kubectl_binary)
     version = check_reachable(kube)
     missing = missing_crds(kube)

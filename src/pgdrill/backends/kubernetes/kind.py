@@ -14,29 +14,31 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ...errors import CouldNotVerify, UsageError
+from ...errors import BackendUnavailable, CouldNotVerify, UsageError
 from .cluster import Kube, say
 from .settings import KubernetesSettings
 
 
 def check_docker(timeout: float = 30.0) -> None:
-    """kind needs a running Docker engine; ``docker info`` is the cheapest proof."""
+    """kind needs a running Docker engine; ``docker info`` is the cheapest proof.
+
+    A missing tool is ``BackendUnavailable`` (drills are reported *not run*), not a pass."""
     if shutil.which("docker") is None:
-        raise UsageError("the kind backend needs Docker: `docker` is not on PATH (install Docker, or use --backend local)")
+        raise BackendUnavailable("the kind backend needs Docker: `docker` is not on PATH (install Docker, or use --backend local)")
     try:
         result = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
                                 text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise UsageError(f"the kind backend needs Docker: `docker info` did not answer in {timeout:.0f}s") from None
+        raise BackendUnavailable(f"the kind backend needs Docker: `docker info` did not answer in {timeout:.0f}s") from None
     if result.returncode != 0 or not result.stdout.strip():
         detail = (result.stderr.strip().splitlines() or ["no server version"])[-1][:200]
-        raise UsageError(f"the kind backend needs a running Docker engine: `docker info` failed ({detail})")
+        raise BackendUnavailable(f"the kind backend needs a running Docker engine: `docker info` failed ({detail})")
 
 
 def _binary(name: str, what: str) -> str:
     found = shutil.which(name)
     if found is None:
-        raise UsageError(f"the kind backend needs {what}: {name!r} is not on PATH")
+        raise BackendUnavailable(f"the kind backend needs {what}: {name!r} is not on PATH")
     return found
 
 
