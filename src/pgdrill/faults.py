@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from .backends.base import Backend, ClusterHandle
 from .errors import UsageError
 from .ledger import Ledger
-from .scenario import FaultSpec
+from .scenario import FAULT_TYPES, FaultSpec, register_fault
 from .wal import SegmentName
 
 
@@ -50,9 +50,15 @@ def pick_segments(segments: list[str], position: str) -> list[str]:
     raise UsageError(f"delete_wal: unknown position {position!r} (allowed: first, middle, last)")
 
 
-def delete_wal(ctx: FaultContext, spec: FaultSpec) -> FaultRecord:
+@dataclass(frozen=True)
+class DeleteWalParams:
+    position: Literal["first", "middle", "last"]
+    """Which of the segments holding post-backup writes to delete (ADR: the middle one)."""
+
+
+def delete_wal(ctx: FaultContext, params: DeleteWalParams) -> FaultRecord:
     segments = sorted({e.walfile for e in ctx.ledger.after_backup()})
-    chosen = pick_segments(segments, spec.position or "middle")
+    chosen = pick_segments(segments, params.position)
     store = ctx.backend.store
     root = ctx.backend.destination.key(ctx.source.server_name, "wals")
     deleted = []
@@ -68,19 +74,27 @@ def delete_wal(ctx: FaultContext, spec: FaultSpec) -> FaultRecord:
             store.delete(obj.key)
             deleted.append({"segment": name, "key": obj.key, "size": obj.size})
     rows = [e.row_id for e in ctx.ledger.after_backup() if e.walfile in chosen]
-    return FaultRecord("delete_wal", f"deleted WAL segment {', '.join(chosen)} ({spec.position} of "
+    return FaultRecord("delete_wal", f"deleted WAL segment {', '.join(chosen)} ({params.position} of "
                        f"{len(segments)} post-backup write segments) from the bucket",
                        evidence={"deleted": deleted, "write_segments": segments, "rows_in_deleted_segments": rows})
 
 
-def lose_cluster(ctx: FaultContext, spec: FaultSpec) -> FaultRecord:
+@dataclass(frozen=True)
+class NoParams:
+    pass
+
+
+def lose_cluster(ctx: FaultContext, params: NoParams) -> FaultRecord:
     ctx.backend.lose(ctx.source, destroy_data=True)
     return FaultRecord("lose_cluster", f"killed every process of {ctx.source.name} (SIGKILL) and destroyed its data",
                        evidence={"cluster": ctx.source.name, "details": ctx.source.details})
 
 
-INJECTORS = {"delete_wal": delete_wal, "lose_cluster": lose_cluster}
+register_fault("delete_wal", DeleteWalParams, delete_wal,
+               "delete the WAL segment object holding a post-backup write (first, middle or last)")
+register_fault("lose_cluster", NoParams, lose_cluster,
+               "SIGKILL the source cluster and destroy its data directory")
 
 
 def inject(ctx: FaultContext, spec: FaultSpec) -> FaultRecord:
-    return INJECTORS[spec.kind](ctx, spec)
+    return FAULT_TYPES[spec.kind].injector(ctx, spec.params)  # type: ignore[no-any-return]

@@ -6,9 +6,10 @@ the expected outcome, so a drill can never pass by accident.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import yaml
 
@@ -16,19 +17,10 @@ from . import strict
 from .errors import ConfigError
 from .findings import catalogue
 
-FaultKind = Literal["delete_wal", "lose_cluster"]
-
-#: Parameters each fault kind accepts (others are rejected by name).
-FAULT_PARAMETERS: dict[str, set[str]] = {
-    "delete_wal": {"position"},
-    "lose_cluster": set(),
-}
-
-
 @dataclass(frozen=True)
 class Workload:
     fixture: str = "moderation_event"
-    """Seed data set: ``fixtures/<fixture>.sql`` (schema, owner role and baseline rows)."""
+    """Seed data set: ``fixtures/<fixture>.yaml`` (schema, owner role, ledger write statements)."""
     baseline_rows: int = 24
     """Rows committed before the base backup (the ADR used 24)."""
     writes_after_backup: int = 3
@@ -38,10 +30,35 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class FaultType:
+    """A fault kind scenarios may name: its parameters dataclass and its injector."""
+
+    kind: str
+    params: type
+    injector: Callable[..., Any]
+    description: str
+
+
+#: Filled by ``pgdrill.faults`` (and other fault modules) through ``register_fault``.
+FAULT_TYPES: dict[str, FaultType] = {}
+
+
+def register_fault(kind: str, params: type, injector: Callable[..., Any], description: str) -> None:
+    if kind in FAULT_TYPES:
+        raise ValueError(f"fault kind {kind!r} is already registered")
+    FAULT_TYPES[kind] = FaultType(kind, params, injector, description)
+
+
+@dataclass(frozen=True)
 class FaultSpec:
-    kind: FaultKind
-    position: Literal["first", "middle", "last"] | None = None
-    """For delete_wal: which of the segments holding post-backup writes to delete."""
+    kind: str
+    params: Any
+    """An instance of the kind's parameters dataclass."""
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {"kind": self.kind, **asdict(self.params)}
 
 
 @dataclass(frozen=True)
@@ -68,13 +85,16 @@ class Scenario:
     tier: Literal["smoke", "full"] = "full"
     workload: Workload = field(default_factory=Workload)
     faults: list[FaultSpec] = field(default_factory=list)
+    """Loaded by ``load_scenario`` from ``[{kind: ..., <params>}]`` (not by the strict loader)."""
     recovery: RecoverySpec = field(default_factory=RecoverySpec)
     source_file: str = ""
 
     def to_dict(self) -> dict[str, object]:
         from dataclasses import asdict
 
-        return asdict(self)
+        data = asdict(self)
+        data["faults"] = [f.to_dict() for f in self.faults]
+        return data
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -83,32 +103,42 @@ def load_scenario(path: Path) -> Scenario:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid YAML: {exc}") from None
-    if isinstance(data, dict) and "source_file" in data:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: a scenario must be a mapping")
+    if "source_file" in data:
         raise ConfigError(f"{where}: unknown key source_file (it is set by pgdrill)")
-    scenario = strict.load(Scenario, data, where)
+    raw_faults = data.get("faults", [])
+    scenario = strict.load(Scenario, {k: v for k, v in data.items() if k != "faults"}, where)
+    faults = load_faults(raw_faults, where)
     known = catalogue()
     for code in scenario.expect.findings:
         if code not in known:
             raise ConfigError(f"{where}: expect.findings: unknown finding code {code!r} "
                               f"(allowed: {', '.join(sorted(known))})")
-    for index, fault in enumerate(scenario.faults):
-        given = {k for k, v in vars(fault).items() if k != "kind" and v is not None}
-        extra = given - FAULT_PARAMETERS[fault.kind]
-        if extra:
-            raise ConfigError(f"{where}: faults[{index}] ({fault.kind}) does not take "
-                              f"{', '.join(sorted(extra))} (allowed: {', '.join(sorted(FAULT_PARAMETERS[fault.kind])) or 'none'})")
-        if fault.kind == "delete_wal" and fault.position is None:
-            raise ConfigError(f"{where}: faults[{index}].position is required for delete_wal "
-                              f"(allowed: 'first', 'middle', 'last')")
+    scenario = replace(scenario, faults=faults)
     if scenario.name != path.stem:
         raise ConfigError(f"{where}: name {scenario.name!r} must match the file name {path.stem!r}")
-    return _with_source(scenario, where)
-
-
-def _with_source(scenario: Scenario, where: str) -> Scenario:
-    from dataclasses import replace
-
     return replace(scenario, source_file=where)
+
+
+def load_faults(raw: Any, where: str) -> list[FaultSpec]:
+    from . import faults as _register_builtin_faults  # noqa: F401  (fills FAULT_TYPES)
+
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: faults must be a list")
+    specs = []
+    for index, item in enumerate(raw):
+        path = f"faults[{index}]"
+        if not isinstance(item, dict) or "kind" not in item:
+            raise ConfigError(f"{where}: {path} needs a kind (allowed: {', '.join(sorted(FAULT_TYPES))})")
+        kind = item["kind"]
+        if kind not in FAULT_TYPES:
+            raise ConfigError(f"{where}: {path}.kind = {kind!r} is not allowed "
+                              f"(allowed: {', '.join(map(repr, sorted(FAULT_TYPES)))})")
+        params = strict.load(FAULT_TYPES[kind].params, {k: v for k, v in item.items() if k != "kind"},
+                             where, path)
+        specs.append(FaultSpec(kind, params))
+    return specs
 
 
 def load_scenarios(directory: Path) -> list[Scenario]:
