@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from . import strict
+from .backends.kubernetes.settings import KubernetesSettings
 from .errors import ConfigError
 
 Compression = Literal["none", "gzip", "bzip2", "snappy", "lz4"]
@@ -71,6 +72,8 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+    """The kind and k8s backends (kubeconfig, context, pinned versions, timeouts)."""
     reports_dir: str = "reports"
 
     def with_overrides(self, **changes: object) -> Config:

@@ -111,6 +111,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if run is None or not (run.results or run.not_run):
         return
     path = run.write()
+    if run.backend == "kind":
+        from .backends.kubernetes import close_kind_environments
+
+        close_kind_environments()  # the kind cluster is shared by a session's drills
     try:
         from .reports import render_run  # issue 7: HTML, JUnit and history next to results.json
     except ImportError:

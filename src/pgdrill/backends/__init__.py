@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from ..config import Config
+from typing import TYPE_CHECKING
+
 from ..errors import UsageError
 from .base import Backend, ClusterHandle, RecoveryOutcome, RecoveryTarget
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 BACKENDS = ("local", "kind", "k8s")
 
