@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .backends import BACKENDS, make_backend
+from .backends import BACKENDS, Backend, make_backend
 from .config import Config, load_config
 from .drill import DrillContext, run_scenario
 from .errors import BackendUnavailable, PgdrillError, UsageError
@@ -95,6 +95,47 @@ def run_drill(request: pytest.FixtureRequest, pgdrill_config: Config,
     finally:
         for backend in backends:
             backend.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def drill_backend(request: pytest.FixtureRequest, pgdrill_config: Config,
+                  pgdrill_run: Run) -> Iterator[Callable[[str], Backend]]:
+    """For Python drills that data cannot express: ``backend = drill_backend("my-drill")``.
+
+    The backend is released after the test (also on failure and Ctrl-C) unless ``--keep``;
+    an unavailable backend skips the drill as not run.  Record the drill's outcome with
+    ``record_drill``.
+    """
+    keep = bool(request.config.getoption("--keep"))
+    started: list[Backend] = []
+
+    def make(name: str) -> Backend:
+        try:
+            backend = make_backend(pgdrill_config, f"{pgdrill_run.run_id}-{name}", keep=keep)
+        except BackendUnavailable as exc:
+            pgdrill_run.skipped(name, str(exc))
+            pytest.skip(f"backend {pgdrill_config.backend} unavailable: {exc}")
+        except PgdrillError as exc:
+            pytest.fail(f"COULD NOT VERIFY {name}: backend did not start: {exc}", pytrace=False)
+        started.append(backend)
+        return backend
+
+    try:
+        yield make
+    finally:
+        for backend in started:
+            backend.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def record_drill(request: pytest.FixtureRequest, pgdrill_run: Run) -> Callable[[DrillResult], Path]:
+    """Add a Python drill's ``DrillResult`` to the run's reports."""
+    def record(result: DrillResult) -> Path:
+        path = pgdrill_run.add(result)
+        request.node.user_properties.append(("pgdrill_result", str(path)))
+        return path
+
+    return record
 
 
 def assert_drill(result: DrillResult) -> None:
