@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,8 @@ class Workload:
         self.backend.run_script(self.cluster, self.fixture.schema, dbname=self.fixture.database)
 
     def write(self, count: int, phase: str, switch_wal_each: bool = False,
-              table: str | None = None) -> list[LedgerEntry]:
+              table: str | None = None, wait_archived: bool = True,
+              interval_seconds: float = 0.0) -> list[LedgerEntry]:
         """Commit ``count`` rows, one transaction each; with ``switch_wal_each`` every row ends
         its segment and pgdrill waits until that segment is archived."""
         table = table or next(iter(self.fixture.tables))
@@ -73,8 +75,24 @@ class Workload:
             written.append(entry)
             if switch_wal_each:
                 self.backend.sql(self.cluster, "SELECT pg_switch_wal()")
-                self.backend.wait_archived(self.cluster, walfile)
+                if wait_archived:
+                    self.backend.wait_archived(self.cluster, walfile)
+            if interval_seconds:
+                time.sleep(interval_seconds)
         return written
+
+    def steady(self, seconds: float, interval_seconds: float, phase: str = "after_backup") -> list[LedgerEntry]:
+        """One row every ``interval_seconds`` for ``seconds``, no forced switch: the archive gets
+        the WAL only when a segment fills or archive_timeout fires, as in production."""
+        written: list[LedgerEntry] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            written += self.write(1, phase, interval_seconds=interval_seconds)
+        return written
+
+    def restore_point(self, name: str) -> str:
+        """``pg_create_restore_point``: a named recovery target; returns its LSN."""
+        return str(self.backend.sql(self.cluster, "SELECT pg_create_restore_point(%s)::text", (name,))[0][0])
 
     def write_baseline(self, count: int) -> None:
         self.write(count, "baseline")
