@@ -28,6 +28,9 @@ class LedgerEntry:
     """``pg_walfile_name`` of that position: the segment that holds the commit."""
     phase: str
     """``baseline`` (before the base backup) or ``after_backup``."""
+    op: str = "insert"
+    """``insert`` (a new row: what row counts check) or ``update`` (an existing row changed: only
+    content digests can tell whether it came back). Defaults keep older ledgers readable."""
 
     @property
     def committed(self) -> datetime:
@@ -66,4 +69,5 @@ class Ledger:
         return [e for e in self.entries if e.phase == "after_backup"]
 
     def __len__(self) -> int:
-        return len(self.entries)
+        """Committed rows: updates change rows that are already counted."""
+        return sum(1 for e in self.entries if e.op == "insert")

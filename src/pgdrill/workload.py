@@ -18,6 +18,8 @@ from .ledger import Ledger, LedgerEntry
 class TableSpec:
     insert: str
     """One ledger write; ``%(id)s`` is bound to the row id."""
+    update: str = ""
+    """Optional: change one existing row (``%(id)s``) without changing the row count."""
 
 
 @dataclass(frozen=True)
@@ -103,3 +105,39 @@ class Workload:
         self.backend.sql(self.cluster, "SELECT pg_switch_wal()")
         self.backend.wait_archived(self.cluster, walfile)
         return walfile
+
+    def update(self, ids: list[int], phase: str = "after_backup", table: str | None = None,
+               switch_wal_after: bool = True) -> list[LedgerEntry]:
+        """Commit one UPDATE per id with the fixture's ``update`` statement (ledger ``op=update``)."""
+        table = table or next(iter(self.fixture.tables))
+        statement = self.fixture.tables[table].update
+        if not statement:
+            raise ConfigError(f"fixture table {table!r} has no update statement")
+        return commit_updates(self.backend, self.cluster, self.ledger, self.fixture.database, table, statement,
+                              ids, phase, switch_wal_after)
+
+
+def commit_updates(backend: Backend, cluster: ClusterHandle, ledger: Ledger, database: str, table: str,
+                   statement: str, ids: list[int], phase: str, switch_wal_after: bool) -> list[LedgerEntry]:
+    """UPDATEs only, one transaction per row, each recorded in the ledger with ``op=update``.
+
+    With ``switch_wal_after`` the batch ends its segment and is archived, so a segment can hold
+    nothing but these updates (the row count of the table cannot show whether it was replayed).
+    """
+    written = []
+    for row_id in ids:
+        rows = backend.sql(cluster, statement + " RETURNING 1", {"id": row_id}, dbname=database)  # type: ignore[arg-type]
+        if not rows:
+            raise ConfigError(f"update of {table} id {row_id} changed no row (is the id in the table?)")
+        lsn, walfile, at = backend.sql(
+            cluster,
+            "SELECT pg_current_wal_insert_lsn()::text, pg_walfile_name(pg_current_wal_insert_lsn()),"
+            " to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US+00:00')",
+        )[0]
+        entry = LedgerEntry(table, row_id, at, lsn, walfile, phase, op="update")
+        ledger.append(entry)
+        written.append(entry)
+    if switch_wal_after and written:
+        backend.sql(cluster, "SELECT pg_switch_wal()")
+        backend.wait_archived(cluster, written[-1].walfile)
+    return written
