@@ -107,3 +107,39 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release everything this backend started; idempotent."""
+
+
+@runtime_checkable
+class FailoverBackend(Backend, Protocol):
+    """Optional: backends that can run node-level faults (kill the primary, fail over, crash-restart).
+
+    Kept separate from ``Backend`` so a backend can run every archive/recovery drill before it
+    implements these.  Drills check ``isinstance(backend, FailoverBackend)`` and report
+    "not run" otherwise.  Every method waits by polling the server, never by trusting a
+    tool's exit code (``pg_ctl -w`` returns 0 for servers that die a second later).
+    """
+
+    def create_replica(self, primary: ClusterHandle, name: str) -> ClusterHandle:
+        """An asynchronous streaming replica of ``primary``, like a CNPG replica instance.
+
+        Same serverName and archive settings as the primary: it archives nothing while it is a
+        standby (``archive_mode = on``) and archives to the cluster's serverName once promoted.
+        Returns once the replica streams from the primary.
+        """
+
+    def kill_primary(self, cluster: ClusterHandle) -> None:
+        """SIGKILL the postmaster (a node that vanishes); its data directory stays."""
+
+    def promote(self, cluster: ClusterHandle) -> RecoveryOutcome:
+        """Promote a replica; ``promoted`` once ``pg_is_in_recovery()`` is false.
+
+        ``phases["promote"]`` is the promote request → out of recovery; ``timeline`` and
+        ``fork_lsn`` come from the new timeline's history file.
+        """
+
+    def restart_after_crash(self, cluster: ClusterHandle) -> RecoveryOutcome:
+        """Start a killed cluster on its own data directory (crash recovery).
+
+        ``promoted`` once it accepts connections out of recovery; phases ``start`` and
+        ``crash_recovery``.
+        """
