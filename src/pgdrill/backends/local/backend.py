@@ -383,6 +383,28 @@ class LocalBackend:
                                 "clusters": {n: c.handle.details for n, c in self._clusters.items()}}
         return info
 
+    # -- FailoverBackend (node-level faults; implementation in replica.py) -------------
+
+    def create_replica(self, primary: ClusterHandle, name: str) -> ClusterHandle:
+        from . import replica
+
+        return replica.create_replica(self, primary, name, self.config.local.startup_timeout_seconds)
+
+    def kill_primary(self, cluster: ClusterHandle) -> None:
+        from . import replica
+
+        replica.kill_primary(self, cluster)
+
+    def promote(self, cluster: ClusterHandle) -> RecoveryOutcome:
+        from . import replica
+
+        return replica.promote(self, cluster, self.config.local.startup_timeout_seconds)
+
+    def restart_after_crash(self, cluster: ClusterHandle) -> RecoveryOutcome:
+        from . import replica
+
+        return replica.restart_after_crash(self, cluster, self.config.local.startup_timeout_seconds)
+
 
 def choose_backup(backups: list[BaseBackup], target: RecoveryTarget | None) -> BaseBackup | None:
     """CNPG's choice: a named backup, else the newest completed one that ends before the target."""
