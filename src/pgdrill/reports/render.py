@@ -54,7 +54,13 @@ def schema_errors(document: Any, limit: int = 10) -> list[str]:
     """Validation problems of a results.json (a run) or a drills/<name>.json (one drill)."""
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(schema())
+    full = schema()
+    # Validate against the branch the document claims to be: oneOf alone would only say
+    # "not valid under any of the given schemas", which tells nobody what to fix.
+    branch = "run" if isinstance(document, dict) and "run_id" in document else \
+        "drill" if isinstance(document, dict) and "drill" in document else None
+    target = {"$schema": full["$schema"], "$defs": full["$defs"], "$ref": f"#/$defs/{branch}"} if branch else full
+    validator = jsonschema.Draft202012Validator(target)
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
     return [f"{'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message[:200]}" for e in errors[:limit]]
 
