@@ -471,3 +471,24 @@ def test_cli_rejects_bad_url_and_bad_config(monkeypatch, capsys, tmp_path):
     config.write_text("[audit]\nbackup_max_age = 3\n")
     assert audit_main(["s3://backups/postgres/x", "--config", str(config)]) == 2
     assert "unknown key audit.backup_max_age" in capsys.readouterr().err
+
+
+def test_fast_listing_parser_gives_the_same_archive_as_the_general_one():
+    from pgdrill.archive import ServerArchive
+    from pgdrill.audit.run import archive_from_listing
+
+    synth, _ = _promoted()
+    root = synth.root
+    synth.add_wal(1, 0x31, NOW, suffix=".gz")
+    synth.add_wal(1, 0x32, NOW, suffix=".bz2")
+    synth.add_wal(1, 0x33, NOW, suffix=".00000028.backup")
+    for odd in ("wals/0000000100000000/garbage", "wals/0000000100000000/0000000100000001000001FF",
+                "wals/0000000100000000/000000010000000100000001.gz.tmp", "other/file", "wals/x"):
+        synth.objects[root + odd] = type(synth.objects[synth.wal_key(1, 0x31, ".gz")])(b"", 1, NOW)
+    listing = synth.listing()
+    fast = archive_from_listing("postgres-cluster", root, listing)
+    general = ServerArchive.from_listing("postgres-cluster", root, listing)
+    assert sorted(fast.wal, key=lambda w: w.key) == sorted(general.wal, key=lambda w: w.key)
+    assert (fast.backup_ids, fast.backup_info_keys, fast.other) == (
+        general.backup_ids, general.backup_info_keys, general.other)
+    assert fast.segments(1) == general.segments(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import re
 import time
 from dataclasses import replace
 from collections.abc import Iterable, Iterator
@@ -15,7 +16,7 @@ from ..archive import ArchivedWal, BaseBackup, ServerArchive
 from ..errors import S3Error
 from ..findings import Finding
 from ..s3 import ObjectInfo, S3Location
-from ..wal import DEFAULT_SEGMENT_SIZE, TimelineSwitch, parse_history
+from ..wal import DEFAULT_SEGMENT_SIZE, SegmentName, TimelineSwitch, WalObjectName, parse_history, segments_per_log
 from . import codes
 from .analyze import DETECTOR, ArchiveMetadata, analyze
 from .report import AuditReport
@@ -81,7 +82,7 @@ def _read_metadata(store: ReadableStore, server_name: str, root: str,
                    listing: list[ObjectInfo]) -> tuple[ArchiveMetadata, list[Finding]]:
     problems: list[Finding] = []
     stored = _stored_bytes(root, listing)
-    archive = ServerArchive.from_listing(server_name, root, listing)
+    archive = archive_from_listing(server_name, root, listing)
     backups: dict[str, BaseBackup] = {}
     unreadable: dict[str, str] = {}
     for backup_id, key in sorted(archive.backup_info_keys.items()):
@@ -95,7 +96,7 @@ def _read_metadata(store: ReadableStore, server_name: str, root: str,
     sizes = {int(b.fields["xlog_segment_size"]) for b in backups.values()
              if b.fields.get("xlog_segment_size", "").isdigit()}
     if len(sizes) == 1 and (size := sizes.pop()) != DEFAULT_SEGMENT_SIZE:
-        archive = ServerArchive.from_listing(server_name, root, listing, size)
+        archive = archive_from_listing(server_name, root, listing, size)
         backups = {i: BaseBackup.from_info(i, b.info_key, _info_text(b), size) for i, b in backups.items()}
     histories: dict[int, list[TimelineSwitch]] = {}
     bad_histories: set[int] = set()
@@ -109,6 +110,41 @@ def _read_metadata(store: ReadableStore, server_name: str, root: str,
     meta = ArchiveMetadata(archive, backups, unreadable, histories, frozenset(bad_histories), stored,
                            len(listing))
     return meta, problems
+
+
+_PLAIN_SEGMENT = re.compile(r"[0-9A-F]{24}")
+
+
+def archive_from_listing(server_name: str, root: str, listing: list[ObjectInfo],
+                         segment_size: int = DEFAULT_SEGMENT_SIZE) -> ServerArchive:
+    """``ServerArchive.from_listing``, with a fast path for plain segment names.
+
+    Parsing dominates the audit's own cost at 100,000 objects; nearly all of them are
+    uncompressed or ``.gz`` segments whose names need no more than one regex.  Anything
+    else goes through the general parser, so the result is identical (tested).
+    """
+    rest: list[ObjectInfo] = []
+    wals = root + "wals/"
+    per_log = segments_per_log(segment_size)
+    parsed: list[ArchivedWal] = []
+    for obj in listing:
+        key = obj.key
+        if key.startswith(wals):
+            base = key[key.rfind("/") + 1:]
+            compression = None
+            if base.endswith(".gz"):
+                base, compression = base[:-3], "gz"
+            if len(base) == 24 and _PLAIN_SEGMENT.fullmatch(base):
+                tli, log, seg = int(base[:8], 16), int(base[8:16], 16), int(base[16:], 16)
+                if seg < per_log:
+                    segment = SegmentName(tli, log * per_log + seg, segment_size)
+                    parsed.append(ArchivedWal(key, WalObjectName("segment", tli, segment, compression),
+                                              obj.size, obj.last_modified))
+                    continue
+        rest.append(obj)
+    archive = ServerArchive.from_listing(server_name, root, rest, segment_size)
+    archive.wal.extend(parsed)
+    return archive
 
 
 def _stored_bytes(root: str, listing: Iterable[ObjectInfo]) -> dict[str, int]:
