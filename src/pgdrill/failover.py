@@ -1,0 +1,212 @@
+"""Judgement for node-level drills (primary SIGKILL with and without a replica). Pure: no I/O.
+
+The failover and crash-restart drills (``failover_drill.py``) gather facts — the ledger, the
+rows on the surviving primary, the bucket listing after the event — and these functions turn
+them into findings and a verdict.  Archiving is judged from the *bucket*, never from
+``pg_stat_archiver`` alone: a server can report successful archiving to a prefix nobody
+restores from, and plugin-barman-cloud#842 was archiving that stopped for good after a failover.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .archive import ServerArchive, find_gaps, recovery_chain
+from .findings import COULD_NOT_VERIFY, SILENT_DATA_LOSS, WAL_GAP, Finding, Severity, catalogue, register_code
+from .ledger import LedgerEntry
+from .measures import Rpo, rpo_findings
+from .results import DetectorOutcome, DetectorStatus, DrillResult, Verdict
+from .wal import SegmentName, TimelineSwitch
+
+
+def _code(code: str, severity: Severity, title: str, remedy: str) -> str:
+    # Idempotent: the module may be imported under two names in one test session.
+    return code if code in catalogue() else register_code(code, severity, title, remedy)
+
+
+ARCHIVING_STALLED_AFTER_FAILOVER = _code(
+    "ARCHIVING_STALLED_AFTER_FAILOVER", Severity.CRITICAL,
+    "WAL archiving did not resume on the new timeline after a failover",
+    "The promoted primary is not archiving to the cluster's serverName: every write since the failover "
+    "is unrecoverable from the bucket. Check the new primary's archive_command / plugin sidecar and "
+    "pg_stat_archiver (plugin-barman-cloud#842), then take a new base backup.",
+)
+ARCHIVING_STALLED_AFTER_RESTART = _code(
+    "ARCHIVING_STALLED_AFTER_RESTART", Severity.CRITICAL,
+    "WAL archiving did not resume after the primary restarted from a crash",
+    "Segments written since the crash are not in the bucket. Check archive_command and pg_stat_archiver; "
+    "segments marked .ready in pg_wal/archive_status are archived only while the server runs.",
+)
+TIMELINE_HISTORY_MISSING = _code(
+    "TIMELINE_HISTORY_MISSING", Severity.CRITICAL,
+    "The new timeline's .history file is not in the archive",
+    "Without <timeline>.history a recovery with recovery_target_timeline = 'latest' cannot follow the "
+    "failover and ignores every later write. Archive it from the new primary's pg_wal.",
+)
+UNARCHIVED_WAL_LOST_AT_FAILOVER = _code(
+    "UNARCHIVED_WAL_LOST_AT_FAILOVER", Severity.CRITICAL,
+    "Old-timeline WAL the killed primary never archived is missing from the archive for good",
+    "With archive_mode = on a standby marks streamed segments .done, and promotion archives only the "
+    ".partial segment and the .history file, so segments the old primary completed but had not archived "
+    "are never uploaded (see ubicloud/ubicloud#6279, #6450). Before promoting, re-queue the replica's "
+    "complete received segments (.done -> .ready) or use archive_mode = always; take a new base backup "
+    "right after every failover, since point-in-time recovery across the hole is impossible.",
+)
+FAILOVER_COMMITS_LOST = _code(
+    "FAILOVER_COMMITS_LOST", Severity.WARNING,
+    "Commits acknowledged by the killed primary never reached the promoted replica",
+    "Expected with asynchronous replication; the loss is measured as RPO. Use synchronous replication "
+    "(CNPG postgresql.synchronous) if acknowledged commits must survive a failover.",
+)
+
+Context = Literal["failover", "restart"]
+
+
+@dataclass
+class ArchiveResumption:
+    """Did archiving continue, in the bucket, after a failover or a crash restart?"""
+
+    findings: list[Finding] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def outcome(self, seconds: float = 0.0) -> DetectorOutcome:
+        name = "archive_after_" + str(self.summary.get("context", "event"))
+        if self.findings:
+            text = "; ".join(f.code for f in self.findings)
+            return DetectorOutcome(name, DetectorStatus.FINDINGS, text, self.findings, seconds)
+        text = (f"archiving resumed: timeline {self.summary.get('expected_timeline')} segments "
+                f"{', '.join(self.summary.get('expected_segments', []))} in the bucket, no gap from "
+                f"{self.summary.get('begin_wal')}")
+        return DetectorOutcome(name, DetectorStatus.CLEAN, text, [], seconds)
+
+
+def assess_archive_resumption(archive: ServerArchive, histories: dict[int, list[TimelineSwitch]],
+                              begin_wal: SegmentName, expected_timeline: int, expected_segments: Sequence[str],
+                              context: Context) -> ArchiveResumption:
+    """Judge the bucket listing taken after the event.
+
+    ``expected_segments``: complete segments written (and switched) after the event; each must be
+    in the bucket.  ``begin_wal``: the base backup's first WAL; the chain from there to
+    ``expected_timeline`` (through the .history files) must have no hole.
+    """
+    stalled_code = ARCHIVING_STALLED_AFTER_FAILOVER if context == "failover" else ARCHIVING_STALLED_AFTER_RESTART
+    findings: list[Finding] = []
+    size = archive.segment_size
+    expected = [SegmentName.parse(s, size) for s in expected_segments]
+    missing = [s.name for s in expected if s.number not in archive.segments(s.timeline)]
+    last = {tli: (archive.last_segment(tli).name if archive.last_segment(tli) else None)
+            for tli in archive.timelines()}
+    summary: dict[str, Any] = {
+        "context": context, "begin_wal": begin_wal.name, "expected_timeline": expected_timeline,
+        "expected_segments": [s.name for s in expected], "missing_expected": missing,
+        "history_files": sorted(histories), "last_segment_per_timeline": {str(k): v for k, v in last.items()},
+        "partials": sorted(w.key.rsplit("/", 1)[-1] for w in archive.partials()),
+    }
+    new_timeline_archived = bool(archive.segments(expected_timeline))
+    if missing:
+        findings.append(Finding(
+            stalled_code,
+            f"{len(missing)} segment(s) written and switched after the {context} are not in the bucket: "
+            f"{', '.join(missing)} (last archived per timeline: "
+            + (", ".join(f"{k}: {v}" for k, v in sorted(last.items())) or "none") + ")",
+            f"archive_after_{context}", evidence=summary.copy()))
+    if expected_timeline > begin_wal.timeline and expected_timeline not in histories:
+        if new_timeline_archived or not missing:
+            # Segments of the new timeline exist but no recovery can reach them.
+            findings.append(Finding(
+                TIMELINE_HISTORY_MISSING,
+                f"{expected_timeline:08X}.history is not in the archive; recovery cannot follow timeline "
+                f"{expected_timeline}", f"archive_after_{context}", evidence=summary.copy()))
+        summary["chain"] = None
+        summary["gaps"] = []
+        return ArchiveResumption(findings, summary)
+    try:
+        chain = recovery_chain(begin_wal, histories, expected_timeline)
+    except ValueError as exc:  # e.g. a history file that does not descend from the backup's timeline
+        findings.append(Finding(TIMELINE_HISTORY_MISSING, str(exc), f"archive_after_{context}",
+                                evidence=summary.copy()))
+        return ArchiveResumption(findings, summary)
+    gaps = find_gaps(archive, chain)
+    summary["chain"] = [{"timeline": c.timeline, "first": SegmentName(c.timeline, c.first, size).name,
+                         "last": SegmentName(c.timeline, c.last, size).name if c.last is not None else None}
+                        for c in chain]
+    summary["gaps"] = [g.to_dict() | {"segments": g.names} for g in gaps]
+    for gap in gaps:
+        findings.append(Finding(WAL_GAP, f"timeline {gap.timeline}: {gap.count} segment(s) missing: "
+                                f"{', '.join(gap.names)}", f"archive_after_{context}",
+                                evidence=gap.to_dict() | {"segments": gap.names}))
+    if context == "failover":
+        # A hole that ends right before the switch point on the old timeline is WAL the old
+        # primary completed but never archived, and the promoted standby will never archive.
+        ends = {link.timeline: link.last for link in chain[:-1]}
+        at_switch = [g for g in gaps if g.timeline in ends and ends[g.timeline] == g.last.number]
+        if at_switch:
+            names = [n for g in at_switch for n in g.names]
+            findings.append(Finding(
+                UNARCHIVED_WAL_LOST_AT_FAILOVER,
+                f"{len(names)} old-timeline segment(s) right before the failover's switch point are missing and "
+                f"will never be archived: {', '.join(names)}", f"archive_after_{context}",
+                evidence={"segments": names, "chain": summary["chain"]}))
+    return ArchiveResumption(findings, summary)
+
+
+def failover_loss_findings(rpo: Rpo, rpo_target_seconds: float) -> list[Finding]:
+    """Async commits lost at failover: a WARNING (measured as RPO) while they are the newest
+    commits; lost commits *older* than one that survived cannot be replication lag — damage."""
+    findings: list[Finding] = []
+    if rpo.lost_out_of_order:
+        findings.append(Finding(
+            SILENT_DATA_LOSS,
+            f"rows {rpo.lost_out_of_order} are missing on the new primary although later commits survived: "
+            "not replication lag", "rpo", evidence=rpo.to_dict()))
+    if rpo.lost_writes:
+        findings.append(Finding(
+            FAILOVER_COMMITS_LOST,
+            f"{rpo.lost_writes} acknowledged commit(s) lost at failover over {rpo.seconds:.3f}s "
+            "(asynchronous replication)", "rpo", evidence=rpo.to_dict()))
+    return findings + rpo_findings(rpo, rpo_target_seconds)
+
+
+def missing_rows(expected: dict[str, set[int]], found: dict[str, set[int]]) -> dict[str, list[int]]:
+    """Rows in ``expected`` (per table) that ``found`` lacks."""
+    return {t: sorted(ids - found.get(t, set())) for t, ids in expected.items() if ids - found.get(t, set())}
+
+
+def lost_entries(entries: Sequence[LedgerEntry], present: dict[str, set[int]]) -> list[LedgerEntry]:
+    return [e for e in entries if e.row_id not in present.get(e.table, set())]
+
+
+def judge(result: DrillResult, expect_findings: Sequence[str] = (),
+          required_detectors: Sequence[str] = ()) -> tuple[Verdict, list[str]]:
+    """The verdict of a node-level drill. Pure: reads only ``result``.
+
+    No expected findings = "complete": any critical finding fails the drill.  With expected
+    findings (a drill that plants a loss) each must be reported.  Either way every required
+    detector must have run; one that could not verify makes the drill COULD_NOT_VERIFY, never a pass.
+    """
+    codes = result.finding_codes()
+    ran = {d.name: d for d in result.detectors}
+    failures: list[str] = []
+    absent = [name for name in required_detectors if name not in ran]
+    if absent:
+        failures.append(f"required detector(s) never ran: {', '.join(absent)}")
+    if expect_findings:
+        missing = [c for c in expect_findings if c not in codes]
+        if missing:
+            failures.append(f"expected finding(s) not reported: {', '.join(missing)}")
+    else:
+        critical = sorted({f.code for f in result.findings
+                           if f.severity == Severity.CRITICAL and f.code != COULD_NOT_VERIFY})
+        if critical:
+            failures.append(f"complete outcome expected, but pgdrill reported {', '.join(critical)}")
+    if failures:
+        return Verdict.FAILED, failures
+    unverified = [d.name for d in result.detectors if d.status == DetectorStatus.COULD_NOT_VERIFY]
+    if unverified:
+        return Verdict.COULD_NOT_VERIFY, [f"detector(s) could not run: {', '.join(unverified)}"]
+    if expect_findings:
+        return Verdict.PASSED, [f"expectation met: loss detected ({', '.join(expect_findings)})"]
+    warnings = sorted(codes)
+    return Verdict.PASSED, ["expectation met: complete" + (f" (reported: {', '.join(warnings)})" if warnings else "")]

@@ -1,0 +1,198 @@
+"""Judgement of the node-level drills (pgdrill.failover), both directions, on synthetic listings.
+
+The shapes are the ones the real drills produce on PostgreSQL 18 + barman-cloud: after a
+failover at 0/9000000 the bucket holds timeline 1 up to 8, ``00000002.history`` and timeline 2
+from 9; with an archiver backlog at the kill, timeline 1 stops at 6 and 7, 8 never arrive.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from pgdrill.archive import ServerArchive
+from pgdrill.failover import (
+    ARCHIVING_STALLED_AFTER_FAILOVER, ARCHIVING_STALLED_AFTER_RESTART, FAILOVER_COMMITS_LOST,
+    TIMELINE_HISTORY_MISSING, UNARCHIVED_WAL_LOST_AT_FAILOVER, assess_archive_resumption,
+    failover_loss_findings, judge, missing_rows,
+)
+from pgdrill.findings import COULD_NOT_VERIFY, RPO_EXCEEDED, SILENT_DATA_LOSS, WAL_GAP, Finding
+from pgdrill.ledger import LedgerEntry
+from pgdrill.measures import compute_rpo
+from pgdrill.results import DetectorOutcome, DetectorStatus, DrillResult, Verdict
+from pgdrill.s3 import ObjectInfo
+from pgdrill.wal import SegmentName, parse_history
+
+ROOT = "pgdrill/run/postgres-cluster/"
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+HISTORY_2 = {2: parse_history("1\t0/9000000\tno recovery target specified\n")}
+BEGIN = SegmentName(1, 4)
+
+
+def seg(tli: int, n: int) -> str:
+    return SegmentName(tli, n).name
+
+
+def listing(*names: str) -> ServerArchive:
+    objs = [ObjectInfo(f"{ROOT}wals/{n}" if ".history" in n else f"{ROOT}wals/{n[:16]}/{n}", 100, T0)
+            for n in names]
+    return ServerArchive.from_listing("postgres-cluster", ROOT, objs)
+
+
+def codes(findings: list[Finding]) -> set[str]:
+    return {f.code for f in findings}
+
+
+# -- archiving after a failover -------------------------------------------------------------
+
+def test_failover_clean_archive_has_no_finding():
+    archive = listing(*(seg(1, n) + ".gz" for n in range(4, 9)), "00000002.history.gz",
+                      seg(1, 9) + ".partial.gz", seg(2, 9) + ".gz", seg(2, 0xA) + ".gz")
+    result = assess_archive_resumption(archive, HISTORY_2, BEGIN, 2, [seg(2, 0xA)], "failover")
+    assert result.findings == []
+    assert result.summary["gaps"] == []
+    assert [c["timeline"] for c in result.summary["chain"]] == [1, 2]
+    assert result.outcome().status == DetectorStatus.CLEAN
+
+
+def test_failover_archiving_stopped_for_good_is_critical():
+    # plugin-barman-cloud#842: after promotion nothing of timeline 2 reaches the bucket.
+    archive = listing(*(seg(1, n) + ".gz" for n in range(4, 9)))
+    result = assess_archive_resumption(archive, {}, BEGIN, 2, [seg(2, 0xA)], "failover")
+    assert ARCHIVING_STALLED_AFTER_FAILOVER in codes(result.findings)
+    assert result.outcome().status == DetectorStatus.FINDINGS
+
+
+def test_failover_history_present_but_segments_not_is_still_stalled():
+    archive = listing(*(seg(1, n) + ".gz" for n in range(4, 9)), "00000002.history.gz")
+    result = assess_archive_resumption(archive, HISTORY_2, BEGIN, 2, [seg(2, 0xA)], "failover")
+    assert codes(result.findings) == {ARCHIVING_STALLED_AFTER_FAILOVER}
+
+
+def test_failover_segments_without_history_cannot_be_followed():
+    archive = listing(*(seg(1, n) + ".gz" for n in range(4, 9)), seg(2, 9) + ".gz", seg(2, 0xA) + ".gz")
+    result = assess_archive_resumption(archive, {}, BEGIN, 2, [seg(2, 0xA)], "failover")
+    assert codes(result.findings) == {TIMELINE_HISTORY_MISSING}
+
+
+def test_failover_backlog_hole_on_old_timeline_is_named():
+    # The old primary had archived up to 6; 7 and 8 were streamed but never archived.
+    archive = listing(*(seg(1, n) + ".gz" for n in range(4, 7)), "00000002.history.gz",
+                      seg(2, 9) + ".gz", seg(2, 0xA) + ".gz")
+    result = assess_archive_resumption(archive, HISTORY_2, BEGIN, 2, [seg(2, 0xA)], "failover")
+    assert codes(result.findings) == {WAL_GAP, UNARCHIVED_WAL_LOST_AT_FAILOVER}
+    lost = next(f for f in result.findings if f.code == UNARCHIVED_WAL_LOST_AT_FAILOVER)
+    assert lost.evidence["segments"] == [seg(1, 7), seg(1, 8)]
+
+
+def test_gap_far_from_the_switch_is_a_gap_but_not_blamed_on_the_failover():
+    archive = listing(*(seg(1, n) + ".gz" for n in (4, 5, 7, 8)), "00000002.history.gz", seg(2, 0xA) + ".gz",
+                      seg(2, 9) + ".gz")
+    result = assess_archive_resumption(archive, HISTORY_2, BEGIN, 2, [seg(2, 0xA)], "failover")
+    assert codes(result.findings) == {WAL_GAP}
+
+
+# -- archiving after a crash restart ----------------------------------------------------------
+
+def test_restart_clean_and_stalled():
+    archive = listing(*(seg(1, n) + ".gz" for n in range(4, 0xB)))
+    assert assess_archive_resumption(archive, {}, BEGIN, 1, [seg(1, 9), seg(1, 0xA)], "restart").findings == []
+    stalled = listing(*(seg(1, n) + ".gz" for n in range(4, 8)))
+    result = assess_archive_resumption(stalled, {}, BEGIN, 1, [seg(1, 9), seg(1, 0xA)], "restart")
+    assert codes(result.findings) == {ARCHIVING_STALLED_AFTER_RESTART}
+    assert result.summary["missing_expected"] == [seg(1, 9), seg(1, 0xA)]
+
+
+def test_restart_backlog_segment_never_archived_is_a_gap():
+    archive = listing(*(seg(1, n) + ".gz" for n in (4, 5, 6, 8, 9, 0xA)))
+    result = assess_archive_resumption(archive, {}, BEGIN, 1, [seg(1, 0xA)], "restart")
+    assert codes(result.findings) == {WAL_GAP}
+
+
+# -- commits lost at failover --------------------------------------------------------------------
+
+def entries(n: int) -> list[LedgerEntry]:
+    return [LedgerEntry("t", i, (T0 + timedelta(milliseconds=10 * i)).isoformat(), f"0/{0x5000000 + i:X}",
+                        seg(1, 5), "load") for i in range(1, n + 1)]
+
+
+def test_no_commit_lost():
+    rpo = compute_rpo(entries(10), {"t": set(range(1, 11))})
+    assert failover_loss_findings(rpo, 300) == []
+
+
+def test_async_tail_lost_is_a_warning_within_target():
+    rpo = compute_rpo(entries(10), {"t": set(range(1, 9))})
+    found = failover_loss_findings(rpo, 300)
+    assert codes(found) == {FAILOVER_COMMITS_LOST}
+    assert rpo.lost_writes == 2 and abs(rpo.seconds - 0.02) < 1e-6
+
+
+def test_async_tail_lost_beyond_target_exceeds_rpo():
+    rpo = compute_rpo(entries(10), {"t": set(range(1, 9))})
+    assert codes(failover_loss_findings(rpo, 0.001)) == {FAILOVER_COMMITS_LOST, RPO_EXCEEDED}
+
+
+def test_hole_before_a_surviving_commit_is_not_replication_lag():
+    rpo = compute_rpo(entries(10), {"t": set(range(1, 11)) - {4}})
+    assert SILENT_DATA_LOSS in codes(failover_loss_findings(rpo, 300))
+
+
+def test_missing_rows():
+    assert missing_rows({"t": {1, 2, 3}}, {"t": {1, 2, 3, 4}}) == {}
+    assert missing_rows({"t": {1, 2, 3}}, {"t": {1}}) == {"t": [2, 3]}
+    assert missing_rows({"t": {1}}, {}) == {"t": [1]}
+
+
+# -- verdict -------------------------------------------------------------------------------------------
+
+def result_with(*detectors: DetectorOutcome) -> DrillResult:
+    result = DrillResult("primary-kill-failover", {}, {}, T0.isoformat())
+    for d in detectors:
+        result.add_detector(d)
+    return result
+
+
+def clean(name: str) -> DetectorOutcome:
+    return DetectorOutcome(name, DetectorStatus.CLEAN, "ok")
+
+
+def found(name: str, *codes_: str) -> DetectorOutcome:
+    return DetectorOutcome(name, DetectorStatus.FINDINGS, "x", [Finding(c, c, name) for c in codes_])
+
+
+REQUIRED = ("failover", "archive_after_failover", "ledger")
+
+
+def test_complete_passes_with_warning_only():
+    verdict, reasons = judge(result_with(clean("failover"), found("rpo", FAILOVER_COMMITS_LOST),
+                                         clean("archive_after_failover"), clean("ledger")), (), REQUIRED)
+    assert verdict == Verdict.PASSED and FAILOVER_COMMITS_LOST in reasons[0]
+
+
+def test_complete_fails_when_archiving_did_not_resume():
+    verdict, reasons = judge(result_with(clean("failover"), clean("ledger"),
+                                         found("archive_after_failover", ARCHIVING_STALLED_AFTER_FAILOVER)),
+                             (), REQUIRED)
+    assert verdict == Verdict.FAILED and ARCHIVING_STALLED_AFTER_FAILOVER in reasons[0]
+
+
+def test_complete_fails_when_a_required_detector_never_ran():
+    verdict, reasons = judge(result_with(clean("failover"), clean("ledger")), (), REQUIRED)
+    assert verdict == Verdict.FAILED and "archive_after_failover" in reasons[0]
+
+
+def test_could_not_verify_is_never_a_pass():
+    unverified = DetectorOutcome("ledger", DetectorStatus.COULD_NOT_VERIFY, "no rows",
+                                 [Finding(COULD_NOT_VERIFY, "ledger: no rows", "ledger")])
+    verdict, _ = judge(result_with(clean("failover"), clean("archive_after_failover"), unverified), (), REQUIRED)
+    assert verdict == Verdict.COULD_NOT_VERIFY
+
+
+def test_planted_loss_must_be_reported():
+    planted = (WAL_GAP, UNARCHIVED_WAL_LOST_AT_FAILOVER)
+    detected = result_with(clean("failover"), clean("ledger"),
+                           found("archive_after_failover", WAL_GAP, UNARCHIVED_WAL_LOST_AT_FAILOVER))
+    assert judge(detected, planted, REQUIRED)[0] == Verdict.PASSED
+    missed = result_with(clean("failover"), clean("ledger"), clean("archive_after_failover"))
+    verdict, reasons = judge(missed, planted, REQUIRED)
+    assert verdict == Verdict.FAILED and "not reported" in reasons[0]
