@@ -492,3 +492,27 @@ def test_fast_listing_parser_gives_the_same_archive_as_the_general_one():
     assert (fast.backup_ids, fast.backup_info_keys, fast.other) == (
         general.backup_ids, general.backup_info_keys, general.other)
     assert fast.segments(1) == general.segments(1)
+
+
+def test_prometheus_file_is_replaced_atomically(tmp_path):
+    from pgdrill.audit import write_prometheus
+
+    target = tmp_path / "textfile" / "pgdrill.prom"
+    report = audit(Timeline(days=2).synth)
+    write_prometheus(report, target)
+    write_prometheus(report, target)
+    assert [p.name for p in target.parent.iterdir()] == ["pgdrill.prom"]
+    assert target.read_text() == render_prometheus(report)
+
+
+def test_cli_reads_thresholds_from_the_config_file(monkeypatch, tmp_path):
+    from pgdrill.audit.cli import _thresholds
+
+    config = tmp_path / "pgdrill.toml"
+    config.write_text('backend = "local"\n[audit]\nwal_max_age_minutes = 20\n')
+    assert _thresholds(str(config)).wal_max_age_minutes == 20
+    monkeypatch.setenv("PGDRILL_CONFIG", str(config))
+    assert _thresholds(None).wal_max_age_minutes == 20
+    monkeypatch.delenv("PGDRILL_CONFIG")
+    monkeypatch.chdir(tmp_path / "..")
+    assert _thresholds(None) == AuditThresholds()
