@@ -376,6 +376,8 @@ def test_unreadable_backup_info_is_could_not_verify():
     report = audit(tl.synth)
     assert codes(report) == ["METADATA_UNREADABLE"] and exit_code(report) == 2
     assert report.backups[-1].grade == "unreadable"
+    # the newest backup's age is unknown: no value rather than a false stale alert
+    assert "pgdrill_base_backup_age_seconds" not in render_prometheus(report)
 
 
 def test_unreadable_history_is_could_not_verify():

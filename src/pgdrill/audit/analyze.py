@@ -195,10 +195,14 @@ def analyze(meta: ArchiveMetadata, thresholds: AuditThresholds, now: datetime, *
     completed = [b for b in audits if b.status == "DONE" and b.end_time is not None]
     newest_done = max(completed, key=lambda b: b.end_time, default=None)  # type: ignore[arg-type,return-value]
     backup_age = (now - newest_done.end_time).total_seconds() if newest_done and newest_done.end_time else None
-    unknown_newer = [b for b in audits if b.grade == "unreadable" and b.begin_time is not None
-                     and (newest_done is None or newest_done.end_time is None or b.begin_time > newest_done.end_time)]
-    if unknown_newer:
-        pass  # a newer backup.info could not be read: its age is unknown, not stale (reported)
+    # A newer backup.info that could not be read may be the newest completed backup: the age
+    # is then unknown (already reported as METADATA_UNREADABLE), not stale.
+    age_known = not any(
+        b.grade == "unreadable" and b.begin_time is not None
+        and (newest_done is None or newest_done.end_time is None or b.begin_time > newest_done.end_time)
+        for b in audits)
+    if not age_known:
+        backup_age = None
     elif newest_done is None:
         out.append(Finding(codes.BACKUP_STALE, f"no completed base backup under {location}", DETECTOR,
                            {"backups": len(audits)}))

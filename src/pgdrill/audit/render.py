@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..findings import Severity
 from .analyze import format_time, human_bytes, human_duration
+from . import codes
 from .codes import AUDIT_CODES
 from .report import AuditReport
 
@@ -160,13 +161,19 @@ def render_prometheus(report: AuditReport) -> str:
     if report.wal is not None:
         for grade in _GRADES:
             add("pgdrill_base_backups", sum(1 for b in report.backups if b.grade == grade), grade=grade)
+        # +Inf only for a verified "there is none"; an unknown age (unreadable newer
+        # backup.info) is left out instead of firing the stale-backup alert.
+        found = report.codes()
         add("pgdrill_base_backup_age_seconds",
-            math.inf if report.backup_age_seconds is None else round(report.backup_age_seconds, 3))
+            round(report.backup_age_seconds, 3) if report.backup_age_seconds is not None
+            else math.inf if codes.BACKUP_STALE in found else None)
         newest = next((b for b in report.backups if b.backup_id == report.newest_completed), None)
         add("pgdrill_base_backup_size_bytes", newest.stored_bytes if newest else None)
         add("pgdrill_backup_consecutive_failures", report.consecutive_failures)
         w = report.wal
-        add("pgdrill_wal_archive_age_seconds", math.inf if w.age_seconds is None else round(w.age_seconds, 3))
+        add("pgdrill_wal_archive_age_seconds",
+            round(w.age_seconds, 3) if w.age_seconds is not None
+            else math.inf if codes.WAL_STALE in found else None)
         add("pgdrill_wal_segments", w.segments)
         add("pgdrill_wal_gap_segments", w.missing_segments)
         add("pgdrill_wal_uploading_segments", w.uploading_segments)
