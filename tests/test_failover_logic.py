@@ -84,10 +84,28 @@ def test_failover_backlog_hole_on_old_timeline_is_named():
     assert lost.evidence["segments"] == [seg(1, 7), seg(1, 8)]
 
 
-def test_gap_far_from_the_switch_is_a_gap_but_not_blamed_on_the_failover():
+def test_backlog_hole_need_not_end_at_the_switch():
+    # Seen on PostgreSQL 18: the upload in flight at the kill completes, so 6 is missing, 7 is not.
+    archive = listing(*(seg(1, n) + ".gz" for n in (4, 5, 7)), "00000002.history.gz", seg(2, 8) + ".gz",
+                      seg(2, 9) + ".gz")
+    history = {2: parse_history("1\t0/80000D0\tno recovery target specified\n")}
+    result = assess_archive_resumption(archive, history, BEGIN, 2, [seg(2, 9)], "failover",
+                                       archived_before_event=seg(1, 4) + ".00000028.backup")
+    assert codes(result.findings) == {WAL_GAP, UNARCHIVED_WAL_LOST_AT_FAILOVER}
+
+
+def test_hole_the_old_primary_had_archived_is_a_gap_but_not_blamed_on_the_failover():
+    # The old primary reported 7 archived before the kill: a missing 6 was deleted, not skipped.
     archive = listing(*(seg(1, n) + ".gz" for n in (4, 5, 7, 8)), "00000002.history.gz", seg(2, 0xA) + ".gz",
                       seg(2, 9) + ".gz")
-    result = assess_archive_resumption(archive, HISTORY_2, BEGIN, 2, [seg(2, 0xA)], "failover")
+    result = assess_archive_resumption(archive, HISTORY_2, BEGIN, 2, [seg(2, 0xA)], "failover",
+                                       archived_before_event=seg(1, 7))
+    assert codes(result.findings) == {WAL_GAP}
+
+
+def test_restart_context_never_blames_a_failover():
+    archive = listing(*(seg(1, n) + ".gz" for n in (4, 5, 7, 8)))
+    result = assess_archive_resumption(archive, {}, BEGIN, 1, [seg(1, 8)], "restart")
     assert codes(result.findings) == {WAL_GAP}
 
 

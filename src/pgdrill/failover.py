@@ -84,12 +84,15 @@ class ArchiveResumption:
 
 def assess_archive_resumption(archive: ServerArchive, histories: dict[int, list[TimelineSwitch]],
                               begin_wal: SegmentName, expected_timeline: int, expected_segments: Sequence[str],
-                              context: Context) -> ArchiveResumption:
+                              context: Context, archived_before_event: str | None = None) -> ArchiveResumption:
     """Judge the bucket listing taken after the event.
 
     ``expected_segments``: complete segments written (and switched) after the event; each must be
     in the bucket.  ``begin_wal``: the base backup's first WAL; the chain from there to
     ``expected_timeline`` (through the .history files) must have no hole.
+    ``archived_before_event``: the old primary's ``pg_stat_archiver.last_archived_wal`` read just
+    before the kill; holes after it on the timeline the new primary forked from are WAL the old
+    primary completed but never uploaded.
     """
     stalled_code = ARCHIVING_STALLED_AFTER_FAILOVER if context == "failover" else ARCHIVING_STALLED_AFTER_RESTART
     findings: list[Finding] = []
@@ -137,18 +140,31 @@ def assess_archive_resumption(archive: ServerArchive, histories: dict[int, list[
         findings.append(Finding(WAL_GAP, f"timeline {gap.timeline}: {gap.count} segment(s) missing: "
                                 f"{', '.join(gap.names)}", f"archive_after_{context}",
                                 evidence=gap.to_dict() | {"segments": gap.names}))
-    if context == "failover":
-        # A hole that ends right before the switch point on the old timeline is WAL the old
-        # primary completed but never archived, and the promoted standby will never archive.
-        ends = {link.timeline: link.last for link in chain[:-1]}
-        at_switch = [g for g in gaps if g.timeline in ends and ends[g.timeline] == g.last.number]
-        if at_switch:
-            names = [n for g in at_switch for n in g.names]
+    if context == "failover" and len(chain) > 1:
+        # Holes on the timeline the new primary forked from, after what the old primary had
+        # archived before the kill: segments it completed but never uploaded, which the promoted
+        # standby will never archive either.  Which of them a killed archiver still manages to
+        # upload is a race (an upload in flight at the kill completes), so the hole need not end
+        # right at the switch point.
+        parent = chain[-2].timeline
+        floor = -1
+        if archived_before_event and len(archived_before_event) >= 24:
+            try:
+                before = SegmentName.parse(archived_before_event[:24], size)
+                floor = before.number if before.timeline == parent else -1
+            except ValueError:
+                floor = -1
+        lost = [g for g in gaps if g.timeline == parent and g.first.number > floor]
+        summary["archived_before_event"] = archived_before_event
+        if lost:
+            names = [n for g in lost for n in g.names]
             findings.append(Finding(
                 UNARCHIVED_WAL_LOST_AT_FAILOVER,
-                f"{len(names)} old-timeline segment(s) right before the failover's switch point are missing and "
-                f"will never be archived: {', '.join(names)}", f"archive_after_{context}",
-                evidence={"segments": names, "chain": summary["chain"]}))
+                f"{len(names)} timeline-{parent} segment(s) the old primary completed but had not archived "
+                f"(last archived before the kill: {archived_before_event or 'unknown'}) will never be archived: "
+                f"{', '.join(names)}", f"archive_after_{context}",
+                evidence={"segments": names, "chain": summary["chain"],
+                          "archived_before_event": archived_before_event}))
     return ArchiveResumption(findings, summary)
 
 

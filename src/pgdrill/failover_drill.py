@@ -1,0 +1,493 @@
+"""Python drills that scenario data cannot express: kill the primary, with and without a replica.
+
+``run_failover_drill``: primary + asynchronous streaming replica, a steady ledger write load,
+SIGKILL of the primary's postmaster, promotion of the replica.  Measures failover RTO (kill →
+the new primary commits a write) and the acknowledged commits lost (RPO).  Then proves from the
+*bucket* that archiving resumed on the new timeline under the same serverName with no hole, and
+recovers the archive into ``<cluster>-vN`` to show every row of the new primary comes back.
+
+``run_crash_drill``: no replica; SIGKILL, restart on the same data directory, crash recovery.
+With ``synchronous_commit = on`` every acknowledged commit must survive; archiving (including
+segments the archiver had not uploaded yet at the kill) must continue with no hole.
+
+Both return a ``DrillResult`` judged by ``pgdrill.failover.judge``; timings are recorded per
+step and never asserted.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .archive import read_server_archive
+from .backends.base import Backend, ClusterHandle, FailoverBackend, RecoveryOutcome
+from .config import Config
+from .errors import CouldNotVerify, PgdrillError
+from .failover import (
+    assess_archive_resumption, failover_loss_findings, judge, lost_entries, missing_rows,
+)
+from .findings import RECOVERY_FAILED, SILENT_DATA_LOSS, Finding
+from .ledger import Ledger
+from .measures import compute_rpo, rpo_findings, rto_findings
+from .results import DetectorOutcome, DetectorStatus, DrillResult, Verdict
+from .verify import check_archive, check_ledger
+from .wal import SegmentName
+from .workload import Fixture, Workload, load_fixture
+
+
+@dataclass(frozen=True)
+class NodeDrillPlan:
+    """One node-level drill.  Defaults: the smoke-tier failover drill."""
+
+    name: str = "primary-kill-failover"
+    tier: str = "smoke"
+    description: str = ""
+    fixture: str = "moderation_event"
+    baseline_rows: int = 24
+    load_seconds: float = 3.0
+    """Steady load before the kill: one committed ledger row after another, no forced switch."""
+    load_interval_seconds: float = 0.0
+    """Pause between two writes of the load (0: as fast as one client commits)."""
+    backlog_segments: int = 0
+    """Right before the kill, close this many segments without waiting for the archiver, so the
+    kill hits while archiving is behind (the archiver uploads one segment at a time)."""
+    rows_after_event: int = 3
+    """Rows written on the surviving primary after the event, each switched into its own segment
+    (not waited for): archiving must upload them."""
+    archive_wait_seconds: float = 90.0
+    recover_from_s3: bool = True
+    expect_findings: tuple[str, ...] = ()
+    """Empty: a complete outcome is expected.  Otherwise the codes that must be reported."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="milliseconds")
+
+
+class _Steps:
+    """Records each step's duration in ``result.steps`` and prints progress lines."""
+
+    def __init__(self, result: DrillResult, progress: Callable[[str], None] | None):
+        self.result = result
+        self.progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+
+    @contextmanager
+    def __call__(self, title: str) -> Iterator[None]:
+        self.progress(f"[pgdrill {self.result.drill}] {title} ...")
+        started = time.monotonic()
+        status = "ok"
+        try:
+            yield
+        except BaseException as exc:
+            status = f"error: {type(exc).__name__}"
+            raise
+        finally:
+            seconds = time.monotonic() - started
+            self.result.steps.append({"step": title, "seconds": round(seconds, 3), "status": status})
+            self.progress(f"[pgdrill {self.result.drill}] {title}: {status} ({seconds:.1f}s)")
+
+
+class SteadyLoad(threading.Thread):
+    """One client committing ledger rows until stopped or until its server goes away.
+
+    A write in flight when the primary dies is *in doubt*: it may have committed, but it never
+    reached the ledger, so no verdict counts it as owed.  The drill reports such rows when they
+    show up on the surviving primary.
+    """
+
+    def __init__(self, workload: Workload, interval: float):
+        super().__init__(name="pgdrill-steady-load", daemon=True)
+        self.workload = workload
+        self.interval = interval
+        self.stop = threading.Event()
+        self.written = 0
+        self.error: str | None = None
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.workload.write(1, "load")
+            except Exception as exc:  # the server died under us: expected at the kill
+                self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                return
+            self.written += 1
+            if self.interval:
+                self.stop.wait(self.interval)
+
+
+def _ids(backend: Backend, cluster: ClusterHandle, fixture: Fixture, tables: list[str]) -> dict[str, set[int]]:
+    return {t: {int(r[0]) for r in backend.sql(cluster, f'SELECT id FROM "{t}"', dbname=fixture.database)}
+            for t in tables}
+
+
+def _stat_archiver(backend: Backend, cluster: ClusterHandle) -> dict[str, Any]:
+    try:
+        row = backend.sql(cluster, "SELECT archived_count, last_archived_wal, failed_count, last_failed_wal "
+                                   "FROM pg_stat_archiver")[0]
+    except PgdrillError as exc:
+        return {"error": str(exc)}
+    return dict(zip(("archived_count", "last_archived_wal", "failed_count", "last_failed_wal"), row))
+
+
+def _switch_segment(backend: Backend, cluster: ClusterHandle) -> str:
+    """End the current segment (not waiting for the archiver); returns its name."""
+    name = backend.sql(cluster, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())")[0][0]
+    backend.sql(cluster, "SELECT pg_switch_wal()")
+    return str(name)
+
+
+def _wait_in_bucket(backend: Backend, server_name: str, segments: list[str], segment_size: int,
+                    timeout: float) -> tuple[Any, list[Any], dict[int, Any], float]:
+    """Poll the bucket listing (not pg_stat_archiver) until every segment is there or timeout."""
+    root = backend.destination.key(server_name)
+    started = time.monotonic()
+    wanted = [SegmentName.parse(s, segment_size) for s in segments]
+    while True:
+        archive, backups, histories = read_server_archive(backend.store, root, server_name, segment_size)
+        if all(s.number in archive.segments(s.timeline) for s in wanted) or time.monotonic() - started > timeout:
+            return archive, backups, histories, time.monotonic() - started
+        time.sleep(0.25)
+
+
+def _detector(name: str, findings: list[Finding], summary: str, seconds: float = 0.0) -> DetectorOutcome:
+    return DetectorOutcome(name, DetectorStatus.FINDINGS if findings else DetectorStatus.CLEAN, summary,
+                           findings, seconds)
+
+
+def _new_result(plan: NodeDrillPlan, config: Config, backend: Backend, kind: str) -> DrillResult:
+    return DrillResult(
+        drill=plan.name,
+        scenario={"name": plan.name, "kind": f"python:{kind}", "tier": plan.tier, "description": plan.description,
+                  "expect": {"outcome": "loss_detected" if plan.expect_findings else "complete",
+                             "findings": list(plan.expect_findings)},
+                  "plan": asdict(plan)},
+        backend={"name": backend.name, "pgdrill": __version__, "user": getpass.getuser(),
+                 "host": socket.gethostname()},
+        started_at=_iso(_now()),
+        targets={"rpo_s": config.targets.rpo_seconds, "rto_s": config.targets.rto_seconds},
+    )
+
+
+def _not_supported(result: DrillResult, backend: Backend) -> DrillResult:
+    result.verdict = Verdict.NOT_RUN
+    result.verdict_reasons = [f"backend {backend.name!r} does not implement FailoverBackend "
+                              "(create_replica, kill_primary, promote, restart_after_crash)"]
+    result.finished_at = _iso(_now())
+    return result
+
+
+@dataclass
+class _Prepared:
+    primary: ClusterHandle
+    workload: Workload
+    ledger: Ledger
+    backup_id: str
+    segment_size: int
+
+
+def _prepare(backend: FailoverBackend, config: Config, plan: NodeDrillPlan, result: DrillResult,
+             step: _Steps, state_dir: Path, fixtures_dir: Path) -> _Prepared:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(state_dir / "ledger.jsonl")
+    segment_size = config.archive.segment_size_mb * 1024 * 1024
+    result.backend["versions"] = backend.versions()
+    fixture = load_fixture(plan.fixture, fixtures_dir)
+    with step("provision primary with WAL archiving"):
+        primary = backend.create_source(config.source.cluster_name)
+    result.source = {"cluster": primary.name, "server_name": primary.server_name,
+                     "destination": backend.destination.url, "wal_compression": config.archive.wal_compression,
+                     "segment_size": segment_size, **primary.details}
+    workload = Workload(backend, primary, fixture, ledger)
+    with step(f"seed {fixture.database} and write {plan.baseline_rows} baseline rows"):
+        workload.seed()
+        workload.write(plan.baseline_rows, "baseline")
+    with step("base backup (barman-cloud-backup)"):
+        backup_id = backend.take_backup(primary)
+        result.backups.append({"backup_id": backup_id, "taken_at": _iso(_now())})
+    return _Prepared(primary, workload, ledger, backup_id, segment_size)
+
+
+def _load_and_kill(backend: FailoverBackend, plan: NodeDrillPlan, prep: _Prepared, step: _Steps,
+                   result: DrillResult) -> tuple[datetime, float, float, SteadyLoad]:
+    """Steady load, optional archiver backlog, SIGKILL.  Returns (kill wall time, kill start,
+    kill end (monotonic), the stopped load)."""
+    primary = prep.primary
+    load = SteadyLoad(prep.workload, plan.load_interval_seconds)
+    with step(f"steady write load for {plan.load_seconds:.0f}s"):
+        load.start()
+        time.sleep(plan.load_seconds)
+    backlog: list[str] = []
+    if plan.backlog_segments:
+        with step(f"close {plan.backlog_segments} segment(s) without waiting for the archiver"):
+            for _ in range(plan.backlog_segments):
+                time.sleep(0.05)  # let the load commit a row or two into each segment
+                backlog.append(_switch_segment(backend, primary))
+    evidence: dict[str, Any] = {"archiver_before_kill": _stat_archiver(backend, primary),
+                                "backlog_segments": backlog}
+    try:
+        evidence["replication_before_kill"] = [
+            dict(zip(("application_name", "state", "sent_lsn", "write_lsn", "flush_lsn", "replay_lsn",
+                      "sync_state"), (str(v) if v is not None else None for v in row)))
+            for row in backend.sql(primary, "SELECT application_name, state, sent_lsn, write_lsn, flush_lsn, "
+                                            "replay_lsn, sync_state FROM pg_stat_replication")]
+        evidence["insert_lsn_before_kill"] = backend.sql(primary, "SELECT pg_current_wal_insert_lsn()::text")[0][0]
+    except PgdrillError as exc:
+        evidence["replication_before_kill"] = f"could not read: {exc}"
+    with step("disaster: SIGKILL the primary's postmaster"):
+        killed_wall = _now()
+        kill_started = time.monotonic()
+        backend.kill_primary(primary)
+        kill_done = time.monotonic()
+        load.stop.set()
+        load.join(timeout=30)
+    evidence["load"] = {"rows_committed": load.written, "stopped_by": load.error}
+    result.faults.append({"kind": "kill_primary", "signal": "SIGKILL", "cluster": primary.name,
+                          "at": _iso(killed_wall), "evidence": evidence})
+    result.disaster_declared_at = _iso(killed_wall)
+    return killed_wall, kill_started, kill_done, load
+
+
+def _archiving_after(backend: Backend, plan: NodeDrillPlan, prep: _Prepared, new_primary: ClusterHandle,
+                     context: str, step: _Steps, result: DrillResult) -> None:
+    """Write, switch each row into its own segment, then judge the bucket."""
+    with step(f"write {plan.rows_after_event} rows on {new_primary.name}, one segment each"):
+        switched = []
+        for _ in range(plan.rows_after_event):
+            prep.workload.write(1, f"after_{context}")
+            switched.append(_switch_segment(backend, new_primary))
+    with step("wait for those segments in the bucket"):
+        started = time.monotonic()
+        archive, backups, histories, waited = _wait_in_bucket(
+            backend, new_primary.server_name, switched, prep.segment_size, plan.archive_wait_seconds)
+        backup = next((b for b in backups if b.backup_id == prep.backup_id), None)
+        if backup is None or backup.begin_wal is None:
+            result.add_detector(DetectorOutcome(
+                f"archive_after_{context}", DetectorStatus.COULD_NOT_VERIFY,
+                f"base backup {prep.backup_id} has no backup.info with a begin WAL in the bucket",
+                [Finding("COULD_NOT_VERIFY", f"backup {prep.backup_id} not readable", f"archive_after_{context}")]))
+            return
+        timeline = SegmentName.parse(switched[-1], prep.segment_size).timeline
+        before = next((f["evidence"].get("archiver_before_kill", {}) for f in result.faults
+                       if f.get("kind") == "kill_primary"), {})
+        assessment = assess_archive_resumption(archive, histories, backup.begin_wal, timeline, switched,
+                                               context,  # type: ignore[arg-type]
+                                               archived_before_event=before.get("last_archived_wal"))
+        # pg_stat_archiver is evidence only: the verdict above comes from the bucket listing.
+        assessment.summary["pg_stat_archiver"] = _stat_archiver(backend, new_primary)
+        assessment.summary["waited_s"] = round(waited, 3)
+        result.archive = assessment.summary
+        result.add_detector(assessment.outcome(time.monotonic() - started))
+
+
+def run_failover_drill(backend: Backend, config: Config, plan: NodeDrillPlan, state_dir: Path,
+                       fixtures_dir: Path, progress: Callable[[str], None] | None = None) -> DrillResult:
+    result = _new_result(plan, config, backend, "failover")
+    if not isinstance(backend, FailoverBackend):
+        return _not_supported(result, backend)
+    step = _Steps(result, progress)
+    required = ["failover", "rpo", "rto", "archive_after_failover"] + (["ledger"] if plan.recover_from_s3 else [])
+    try:
+        prep = _prepare(backend, config, plan, result, step, state_dir, fixtures_dir)
+        primary, workload, ledger = prep.primary, prep.workload, prep.ledger
+        with step("streaming replica (pg_basebackup, slot, same serverName)"):
+            replica = backend.create_replica(primary, f"{primary.name}-replica")
+        result.source["replica"] = replica.details
+        killed_wall, kill_started, kill_done, _ = _load_and_kill(backend, plan, prep, step, result)
+        committed_before_kill = list(ledger.entries)
+
+        with step(f"failover: promote {replica.name}"):
+            # What CNPG's instance manager looks at to pick the most advanced replica.
+            received = backend.sql(replica, "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text")[0]
+            elected = time.monotonic()
+            promotion = backend.promote(replica)
+        result.recovery["failover"] = {
+            "cluster": replica.name, "promoted": promotion.promoted, "timeline": promotion.timeline,
+            "fork_lsn": str(promotion.fork_lsn) if promotion.fork_lsn else None,
+            "received_lsn": received[0], "replayed_lsn": received[1],
+            "fatal": promotion.fatal_lines[-10:], "log_excerpt": promotion.log_excerpt[-20:]}
+        if not promotion.promoted:
+            result.add_detector(_detector("failover", [Finding(
+                RECOVERY_FAILED, f"{replica.name} did not promote: "
+                + (promotion.fatal_lines[-1] if promotion.fatal_lines else "no error logged"), "failover",
+                evidence=result.recovery["failover"])], "replica did not promote"))
+            raise _Stop()
+        with step(f"first write on {replica.name} (end of failover RTO)"):
+            workload.cluster = replica  # same ledger and id sequence: no id is ever reused
+            workload.write(1, "after_failover")
+            written = time.monotonic()
+        phases = {"kill": kill_done - kill_started, "elect": elected - kill_done,
+                  "promote": promotion.phases.get("promote", 0.0),
+                  "first_write": written - elected - promotion.phases.get("promote", 0.0)}
+        result.rto.total, result.rto.phases = written - kill_started, phases
+        result.add_detector(_detector("failover", [], f"{replica.name} promoted to timeline {promotion.timeline} "
+                                      f"and committed a write {written - kill_started:.2f}s after the kill"))
+        result.add_detector(_detector("rto", rto_findings(result.rto.total, phases, config.targets.rto_seconds),
+                                      f"failover {result.rto.total:.2f}s"))
+
+        with step("measure commits lost at failover (ledger vs new primary)"):
+            on_new = _ids(backend, replica, workload.fixture, ledger.tables() or list(workload.fixture.tables))
+            rpo = compute_rpo(committed_before_kill, on_new, killed_wall)
+            known = {t: ledger.ids(t) for t in on_new}
+            in_doubt = {t: sorted(ids - known[t]) for t, ids in on_new.items() if ids - known[t]}
+            result.rpo = rpo.to_dict() | {"in_doubt_rows_present": in_doubt,
+                                          "lost_rows": [e.row_id for e in lost_entries(committed_before_kill, on_new)]}
+            result.add_detector(_detector("rpo", failover_loss_findings(rpo, config.targets.rpo_seconds),
+                                          f"{rpo.lost_writes} acknowledged commit(s) lost, {rpo.seconds:.3f}s"))
+
+        _archiving_after(backend, plan, prep, replica, "failover", step, result)
+
+        if plan.recover_from_s3:
+            _recover_and_compare(backend, config, prep, replica, step, result)
+        result.ledger.update({"committed": len(ledger), "committed_before_kill": len(committed_before_kill),
+                              "lost_at_failover": result.rpo.get("lost_writes")})
+        result.verdict, result.verdict_reasons = judge(result, plan.expect_findings, required)
+    except _Stop:
+        result.verdict, result.verdict_reasons = judge(result, plan.expect_findings, required)
+    except CouldNotVerify as exc:
+        result.verdict, result.verdict_reasons = Verdict.COULD_NOT_VERIFY, [str(exc)]
+    except PgdrillError as exc:
+        result.verdict, result.verdict_reasons = Verdict.COULD_NOT_VERIFY, [f"{type(exc).__name__}: {exc}"]
+    finally:
+        result.finished_at = _iso(_now())
+    return result
+
+
+class _Stop(Exception):
+    """The drill cannot go on (e.g. nothing promoted); judge what was found so far."""
+
+
+def _recover_and_compare(backend: Backend, config: Config, prep: _Prepared, new_primary: ClusterHandle,
+                         step: _Steps, result: DrillResult) -> None:
+    """Recover the archive into <cluster>-vN: every row on the new primary must come back."""
+    fixture = prep.workload.fixture
+    tables = prep.ledger.tables()
+    expected = _ids(backend, new_primary, fixture, tables)  # no write after the last archived switch
+    new_name = backend.next_recovery_name(prep.primary.name)
+    with step(f"recover the archive into {new_name}"):
+        outcome: RecoveryOutcome = backend.recover(new_primary, new_name, None, archive=True)
+    result.recovery["s3_recovery"] = {
+        "cluster": new_name, "promoted": outcome.promoted, "backup_id": outcome.backup_id,
+        "timeline": outcome.timeline, "fork_lsn": str(outcome.fork_lsn) if outcome.fork_lsn else None,
+        "phases_s": {k: round(v, 3) for k, v in outcome.phases.items()},
+        "total_s": round(outcome.total, 3) if outcome.total is not None else None,
+        "restored_segments": outcome.restored_segments, "fatal": outcome.fatal_lines[-10:],
+        "log_excerpt": outcome.log_excerpt[-20:]}
+    if not outcome.promoted or outcome.cluster is None:
+        result.add_detector(_detector("ledger", [Finding(
+            RECOVERY_FAILED, f"{new_name} did not promote: "
+            + (outcome.fatal_lines[-1] if outcome.fatal_lines else "no error logged"), "ledger",
+            evidence=result.recovery["s3_recovery"])], "recovery from the archive failed"))
+        return
+    with step("verify: rows of the new primary vs the recovered cluster"):
+        started = time.monotonic()
+        recovered = _ids(backend, outcome.cluster, fixture, tables)
+        missing = missing_rows(expected, recovered)
+        findings = [Finding(
+            SILENT_DATA_LOSS,
+            f"{sum(len(v) for v in missing.values())} row(s) committed on the new primary are missing after "
+            f"recovery from the archive: {missing}", "ledger",
+            evidence={"missing": missing, "recovered_segments": outcome.restored_segments})] if missing else []
+        present = sum(len(v) for v in expected.values()) - sum(len(v) for v in missing.values())
+        result.add_detector(_detector("ledger", findings, f"{present}/{sum(len(v) for v in expected.values())} rows "
+                                      f"of {new_primary.name} present in {new_name}", time.monotonic() - started))
+        result.ledger["recovered"] = sum(1 for e in prep.ledger.entries if e.row_id in recovered.get(e.table, set()))
+        result.ledger["rows_on_new_primary"] = sum(len(v) for v in expected.values())
+    with step("verify: archive continuity for that recovery"):
+        archive_check = check_archive(backend, new_primary, outcome, prep.ledger, prep.segment_size)
+        result.add_detector(archive_check.outcome)
+        result.archive = {**result.archive, "recovery": archive_check.summary}
+
+
+def run_crash_drill(backend: Backend, config: Config, plan: NodeDrillPlan, state_dir: Path,
+                    fixtures_dir: Path, progress: Callable[[str], None] | None = None) -> DrillResult:
+    result = _new_result(plan, config, backend, "crash")
+    if not isinstance(backend, FailoverBackend):
+        return _not_supported(result, backend)
+    step = _Steps(result, progress)
+    required = ["restart", "ledger", "rto", "archive_after_restart"]
+    try:
+        prep = _prepare(backend, config, plan, result, step, state_dir, fixtures_dir)
+        primary, workload, ledger = prep.primary, prep.workload, prep.ledger
+        sync = backend.sql(primary, "SHOW synchronous_commit")[0][0]
+        result.source["synchronous_commit"] = sync
+        killed_wall, kill_started, kill_done, _ = _load_and_kill(backend, plan, prep, step, result)
+        committed_before_kill = len(ledger)
+
+        with step(f"restart {primary.name} on its data directory (crash recovery)"):
+            restart = backend.restart_after_crash(primary)
+        result.recovery["restart"] = {
+            "cluster": primary.name, "promoted": restart.promoted, "timeline": restart.timeline,
+            "phases_s": {k: round(v, 3) for k, v in restart.phases.items()},
+            "fatal": restart.fatal_lines[-10:], "log_excerpt": restart.log_excerpt[-20:],
+            "start_attempts": primary.details.get("start_attempts")}
+        if not restart.promoted:
+            result.add_detector(_detector("restart", [Finding(
+                RECOVERY_FAILED, f"{primary.name} did not come back after the crash: "
+                + (restart.fatal_lines[-1] if restart.fatal_lines else "no error logged"), "restart",
+                evidence=result.recovery["restart"])], "crash recovery failed"))
+            raise _Stop()
+        with step("verify: every acknowledged commit survived (ledger vs rows)"):
+            ledger_check = check_ledger(backend, restart, ledger, workload.fixture)
+            result.add_detector(ledger_check.outcome)
+            if ledger_check.outcome.status != DetectorStatus.COULD_NOT_VERIFY:
+                rpo = compute_rpo(ledger.entries, ledger_check.recovered, killed_wall)
+                result.rpo = rpo.to_dict()
+                result.add_detector(_detector("rpo", rpo_findings(rpo, config.targets.rpo_seconds),
+                                              f"{rpo.lost_writes} acknowledged commit(s) lost"))
+        with step(f"first write on {primary.name} (end of crash-recovery RTO)"):
+            workload.write(1, "after_restart")
+            written = time.monotonic()
+        opened = kill_done + restart.phases.get("start", 0.0) + restart.phases.get("crash_recovery", 0.0)
+        phases = {"kill": kill_done - kill_started, "start": restart.phases.get("start", 0.0),
+                  "crash_recovery": restart.phases.get("crash_recovery", 0.0),
+                  "first_write": max(written - opened - ledger_check.outcome.seconds, 0.0)}
+        # The ledger check ran between opening and the first write; it is not part of the outage.
+        result.rto.total = written - kill_started - ledger_check.outcome.seconds
+        result.rto.phases = phases
+        result.add_detector(_detector("restart", [], f"{primary.name} open after crash recovery "
+                                      f"({restart.phases.get('crash_recovery', 0.0):.2f}s)"))
+        result.add_detector(_detector("rto", rto_findings(result.rto.total, phases, config.targets.rto_seconds),
+                                      f"crash recovery {result.rto.total:.2f}s"))
+        _archiving_after(backend, plan, prep, primary, "restart", step, result)
+        result.ledger = {"committed": len(ledger), "committed_before_kill": committed_before_kill,
+                         **ledger_check.summary, "recovered": ledger_check.summary.get("recovered")}
+        result.verdict, result.verdict_reasons = judge(result, plan.expect_findings, required)
+    except _Stop:
+        result.verdict, result.verdict_reasons = judge(result, plan.expect_findings, required)
+    except CouldNotVerify as exc:
+        result.verdict, result.verdict_reasons = Verdict.COULD_NOT_VERIFY, [str(exc)]
+    except PgdrillError as exc:
+        result.verdict, result.verdict_reasons = Verdict.COULD_NOT_VERIFY, [f"{type(exc).__name__}: {exc}"]
+    finally:
+        result.finished_at = _iso(_now())
+    return result
+
+
+#: The drills shipped in drills/test_failover.py (and timed by bench/bench_failover.py).
+FAILOVER = NodeDrillPlan(
+    name="primary-kill-failover", tier="smoke",
+    description="SIGKILL the primary under a steady write load, promote the async streaming replica; "
+                "archiving must resume on timeline 2 under the same serverName with no gap")
+FAILOVER_ARCHIVER_BACKLOG = NodeDrillPlan(
+    name="primary-kill-failover-archiver-backlog", tier="full", backlog_segments=3,
+    description="as primary-kill-failover, but the kill hits while the archiver is behind: the segments the "
+                "old primary never uploaded are lost for good and pgdrill must say so",
+    expect_findings=("WAL_GAP", "UNARCHIVED_WAL_LOST_AT_FAILOVER", "SILENT_DATA_LOSS"))
+CRASH_RESTART = NodeDrillPlan(
+    name="primary-kill-crash-recovery", tier="smoke", backlog_segments=2, recover_from_s3=False,
+    description="SIGKILL the primary (no replica) while the archiver is behind, restart it on its data "
+                "directory: every acknowledged commit survives, the backlog and later WAL reach the bucket")
