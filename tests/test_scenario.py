@@ -35,7 +35,7 @@ def test_good_scenario(tmp_path):
     scenario = load_scenario(scenario_file(tmp_path, GOOD))
     assert scenario.faults[0].kind == "delete_wal"
     assert scenario.faults[0].params.position == "middle"
-    assert scenario.to_dict()["faults"] == [{"kind": "delete_wal", "position": "middle"}]
+    assert scenario.to_dict()["faults"] == [{"kind": "delete_wal", "position": "middle", "index": None}]
 
 
 @pytest.mark.parametrize("change,message", [

@@ -71,11 +71,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _render(results_json: Path) -> None:
+    from .reports import render_run
+
     try:
-        from .reports import render_run
-    except ImportError:
-        return
-    render_run(results_json)
+        render_run(results_json)
+    except Exception as exc:  # the verdicts are safe in results.json; say the HTML is missing
+        print(f"pgdrill: could not render the report for {results_json}: {exc}", file=sys.stderr)
 
 
 def _plan(argv: list[str]) -> int:
@@ -155,7 +156,7 @@ def _delegate(command: str, rest: list[str]) -> int:
         return audit_main(rest)
     if command == "plan":
         return _plan(rest)
-    from .reports import report_main  # type: ignore[attr-defined]
+    from .reports import report_main
 
     return int(report_main(rest))
 

@@ -80,6 +80,21 @@ ARCHIVE_NOT_EMPTY = _register(
     "The serverName already has WAL in the bucket (\"Expected empty archive\")",
     "Use a new serverName for the new cluster (postgres-cluster-vN); never reuse one.",
 )
+TARGET_OVERSHOT = _register(
+    "TARGET_OVERSHOT", Severity.CRITICAL,
+    "Point-in-time recovery went past its target: writes after the target are present",
+    "The recovery target was not honoured; check recovery_target_* settings and the chosen backup.",
+)
+WAL_SEGMENT_UNREADABLE = _register(
+    "WAL_SEGMENT_UNREADABLE", Severity.CRITICAL,
+    "Replay stopped inside a WAL segment that is in the archive: the segment is damaged",
+    "Compare the object with its checksum at upload time; take a new base backup now.",
+)
+BACKUP_UNUSABLE = _register(
+    "BACKUP_UNUSABLE", Severity.CRITICAL,
+    "A base backup listed as completed could not be restored",
+    "Remove or re-take the damaged backup; recovery needs an older backup and longer WAL replay.",
+)
 COULD_NOT_VERIFY = _register(
     "COULD_NOT_VERIFY", Severity.CRITICAL,
     "A verification could not run, so nothing is known about what it checks",

@@ -156,12 +156,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from .backends.kubernetes import close_kind_environments
 
         close_kind_environments()  # the kind cluster is shared by a session's drills
+    from .reports import render_run
+
     try:
-        from .reports import render_run  # issue 7: HTML, JUnit and history next to results.json
-    except ImportError:
-        render_run = None
-    if render_run is not None:
         render_run(path)
+    except Exception as exc:  # a rendering bug must not hide the drill verdicts in results.json
+        session.config.issue_config_time_warning(
+            pytest.PytestWarning(f"pgdrill: could not render the HTML/JUnit report for {path}: {exc}"), 2)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -22,11 +22,20 @@ class Workload:
     fixture: str = "moderation_event"
     """Seed data set: ``fixtures/<fixture>.yaml`` (schema, owner role, ledger write statements)."""
     baseline_rows: int = 24
-    """Rows committed before the base backup (the ADR used 24)."""
+    """Rows committed before the first base backup (the ADR used 24)."""
+    base_backups: int = 1
+    """Base backups to take; with more than one, ``writes_between_backups`` rows go between them."""
+    writes_between_backups: int = 0
     writes_after_backup: int = 3
-    """Rows committed after the base backup, one transaction each (the ADR used 3)."""
+    """Rows committed after the (last) base backup, one transaction each (the ADR used 3)."""
     segment_per_write: bool = True
     """Switch WAL after each write so every write lives in its own segment (ADR: 8, 9, A)."""
+    steady_seconds: float = 0.0
+    """Then a steady load for this long, one row every ``write_interval_seconds``, with no
+    forced switch: WAL reaches the bucket only when a segment fills or ``archive_timeout`` fires."""
+    write_interval_seconds: float = 0.5
+    archive_timeout_seconds: int | None = None
+    """Override ``archive.archive_timeout_seconds`` for this scenario (e.g. 10 to bound RPO)."""
 
 
 @dataclass(frozen=True)
@@ -63,18 +72,29 @@ class FaultSpec:
 
 @dataclass(frozen=True)
 class RecoverySpec:
-    target: Literal["latest"] = "latest"
-    """Recover to the end of the archive, as CNPG does without ``recoveryTarget``."""
+    target: Literal["latest", "lsn", "time", "name"] = "latest"
+    """latest: the end of the archive, as CNPG does without ``recoveryTarget``; lsn/time/name:
+    point-in-time recovery to just after post-backup write number ``after_write``."""
+    after_write: int | None = None
+    """For PITR: the target sits right after this post-backup write (1-based); later writes
+    must be absent after recovery, earlier ones present (a two-sided boundary check)."""
+    cluster_name: str | None = None
+    """Recover into this cluster/serverName instead of the next free ``<source>-vN``."""
 
 
 @dataclass(frozen=True)
 class Expectation:
-    outcome: Literal["complete", "loss_detected"]
-    """complete: every ledger row back, no loss finding; loss_detected: pgdrill must name the loss."""
+    outcome: Literal["complete", "loss_detected", "bounded_loss", "refused"]
+    """complete: every expected ledger row back and no loss finding; loss_detected: pgdrill must
+    name the loss; bounded_loss: writes not yet archived may be lost (the accepted RPO risk) but
+    no gap or damage, and RPO <= ``max_rpo_seconds``; refused: the recovery must be refused
+    before anything is written."""
     findings: list[str] = field(default_factory=list)
     """Finding codes that must appear."""
     recovered_rows: int | None = None
     missing_rows: int | None = None
+    max_rpo_seconds: float | None = None
+    """Upper bound for the measured RPO (e.g. archive_timeout plus a margin)."""
 
 
 @dataclass(frozen=True)
@@ -116,9 +136,30 @@ def load_scenario(path: Path) -> Scenario:
             raise ConfigError(f"{where}: expect.findings: unknown finding code {code!r} "
                               f"(allowed: {', '.join(sorted(known))})")
     scenario = replace(scenario, faults=faults)
+    _check_consistency(scenario, where)
     if scenario.name != path.stem:
         raise ConfigError(f"{where}: name {scenario.name!r} must match the file name {path.stem!r}")
     return replace(scenario, source_file=where)
+
+
+def _check_consistency(scenario: Scenario, where: str) -> None:
+    workload, recovery = scenario.workload, scenario.recovery
+    if recovery.target == "latest":
+        if recovery.after_write is not None:
+            raise ConfigError(f"{where}: recovery.after_write only applies to target lsn, time or name")
+    else:
+        if recovery.after_write is None:
+            raise ConfigError(f"{where}: recovery.after_write is required for target {recovery.target!r}")
+        if not 1 <= recovery.after_write < workload.writes_after_backup:
+            raise ConfigError(f"{where}: recovery.after_write must be between 1 and "
+                              f"workload.writes_after_backup - 1 ({workload.writes_after_backup - 1}): "
+                              "a write after the target must exist to prove it is absent")
+    if scenario.expect.outcome == "bounded_loss" and scenario.expect.max_rpo_seconds is None:
+        raise ConfigError(f"{where}: expect.max_rpo_seconds is required for outcome 'bounded_loss'")
+    if workload.base_backups < 1:
+        raise ConfigError(f"{where}: workload.base_backups must be at least 1")
+    if workload.writes_between_backups and workload.base_backups == 1:
+        raise ConfigError(f"{where}: workload.writes_between_backups needs workload.base_backups >= 2")
 
 
 def load_faults(raw: Any, where: str) -> list[FaultSpec]:

@@ -21,7 +21,7 @@ from .backends.base import Backend, ClusterHandle, RecoveryOutcome, RecoveryTarg
 from .errors import PgdrillError
 from .findings import (
     COULD_NOT_VERIFY, OWNERSHIP_MISMATCH, RECOVERY_FAILED, RECOVERY_TARGET_UNREACHED,
-    REPLAY_STOPPED_EARLY, SILENT_DATA_LOSS, WAL_GAP, Finding,
+    REPLAY_STOPPED_EARLY, SILENT_DATA_LOSS, TARGET_OVERSHOT, WAL_GAP, WAL_SEGMENT_UNREADABLE, Finding,
 )
 from .ledger import Ledger
 from .results import DetectorOutcome, DetectorStatus
@@ -44,8 +44,13 @@ def _could_not(name: str, why: str, started: float, **evidence: Any) -> Detector
                            time.monotonic() - started)
 
 
-def check_ledger(backend: Backend, recovery: RecoveryOutcome, ledger: Ledger, fixture: Fixture) -> LedgerCheck:
+def check_ledger(backend: Backend, recovery: RecoveryOutcome, ledger: Ledger, fixture: Fixture,
+                 target_index: int | None = None) -> LedgerCheck:
+    """``target_index``: for point-in-time recovery, the index in ``ledger.entries`` of the last
+    write the target includes; every later write must be absent (two-sided boundary)."""
     started = time.monotonic()
+    expected_entries = ledger.entries if target_index is None else ledger.entries[: target_index + 1]
+    after_target = [] if target_index is None else ledger.entries[target_index + 1:]
     if not recovery.promoted or recovery.cluster is None:
         return LedgerCheck(_could_not("ledger", "the recovered cluster never came up, so no row could be read",
                                       started))
@@ -57,7 +62,7 @@ def check_ledger(backend: Backend, recovery: RecoveryOutcome, ledger: Ledger, fi
         for table in ledger.tables():
             rows = backend.sql(cluster, f'SELECT id FROM "{table}"', dbname=fixture.database)
             recovered[table] = {int(r[0]) for r in rows}
-            gone = sorted(ledger.ids(table) - recovered[table])
+            gone = sorted({e.row_id for e in expected_entries if e.table == table} - recovered[table])
             if gone:
                 missing[table] = gone
         owners = dict(backend.sql(cluster, "SELECT tablename::text, tableowner::text FROM pg_tables "
@@ -67,10 +72,17 @@ def check_ledger(backend: Backend, recovery: RecoveryOutcome, ledger: Ledger, fi
     except Exception as exc:  # a database error is evidence of a broken recovery, but not a verdict on rows
         return LedgerCheck(_could_not("ledger", f"could not read the recovered rows: {type(exc).__name__}: {exc}",
                                       started))
-    committed = len(ledger)
-    recovered_count = sum(len(recovered[t] & ledger.ids(t)) for t in recovered)
+    committed = len(expected_entries)
+    recovered_count = sum(1 for e in expected_entries if e.row_id in recovered.get(e.table, set()))
+    overshot = [e for e in after_target if e.row_id in recovered.get(e.table, set())]
+    if overshot:
+        findings.append(Finding(
+            TARGET_OVERSHOT, f"{len(overshot)} write(s) committed after the recovery target are present: "
+            + ", ".join(f"{e.table} id {e.row_id}" for e in overshot), "ledger",
+            evidence={"rows": [{"table": e.table, "row_id": e.row_id, "lsn": e.lsn, "committed_at": e.committed_at}
+                               for e in overshot]}))
     if missing:
-        lost_entries = [e for e in ledger.entries if e.row_id in set(missing.get(e.table, []))]
+        lost_entries = [e for e in expected_entries if e.row_id in set(missing.get(e.table, []))]
         findings.append(Finding(
             SILENT_DATA_LOSS,
             f"recovery promoted and accepted writes, yet {committed - recovered_count} of {committed} committed rows "
@@ -87,11 +99,15 @@ def check_ledger(backend: Backend, recovery: RecoveryOutcome, ledger: Ledger, fi
             findings.append(Finding(OWNERSHIP_MISMATCH, f"{table} is owned by {owner!r}, expected {fixture.owner!r}",
                                     "ledger", evidence={"table": table, "owner": owner, "expected": fixture.owner}))
     status = DetectorStatus.FINDINGS if findings else DetectorStatus.CLEAN
-    summary = (f"{recovered_count}/{committed} committed rows present"
-               + (f"; missing {sum(len(v) for v in missing.values())}" if missing else ""))
+    summary = (f"{recovered_count}/{committed} expected rows present"
+               + (f"; missing {sum(len(v) for v in missing.values())}" if missing else "")
+               + (f"; {len(after_target) - len(overshot)}/{len(after_target)} writes after the target absent"
+                  if after_target else ""))
     return LedgerCheck(DetectorOutcome("ledger", status, summary, findings, time.monotonic() - started),
-                       recovered, {"committed": committed, "recovered": recovered_count, "missing": missing,
-                                   "owners": owners})
+                       recovered, {"committed": len(ledger), "expected": committed, "recovered": recovered_count,
+                                   "missing": missing, "owners": owners,
+                                   "after_target": [e.row_id for e in after_target],
+                                   "after_target_present": [e.row_id for e in overshot]})
 
 
 def _ranges(ids: list[int]) -> str:
@@ -116,7 +132,9 @@ class ArchiveCheck:
 
 
 def check_archive(backend: Backend, source: ClusterHandle, recovery: RecoveryOutcome, ledger: Ledger,
-                  segment_size: int) -> ArchiveCheck:
+                  segment_size: int, to_latest: bool = True) -> ArchiveCheck:
+    """``to_latest``: the recovery had no target, so it should have replayed the whole archive;
+    then stopping early, and stopping inside an archived segment, are findings."""
     started = time.monotonic()
     try:
         archive, backups, histories = read_server_archive(
@@ -147,9 +165,28 @@ def check_archive(backend: Backend, source: ClusterHandle, recovery: RecoveryOut
             "archive", evidence={**gap.to_dict(), "segments": gap.names, "ledger_rows": rows,
                                  "backup_id": backup.backup_id, "begin_wal": backup.begin_wal.name}))
     beyond: list[str] = []
-    if recovery.promoted and recovery.fork_lsn is not None:
+    if to_latest and recovery.promoted and recovery.fork_lsn is not None:
         parent = chain[-1].timeline
         beyond = [s.name for s in segments_beyond(archive, parent, recovery.fork_lsn)]
+        # The new timeline starts in the segment where replay ended (at its start if the last
+        # usable record ended a segment). If the bucket has that segment, and more after it,
+        # replay met it and could not use it: restore failed or its records did not validate.
+        stopped_in = recovery.fork_lsn.segment_name(parent, segment_size)
+        at_start = recovery.fork_lsn.value % segment_size == 0
+        later = [name for name in beyond if name != stopped_in.name]
+        if stopped_in.number in archive.segments(parent) and (at_start or later):
+            findings.append(Finding(
+                WAL_SEGMENT_UNREADABLE,
+                f"replay stopped at {recovery.fork_lsn} in segment {stopped_in.name}, which is in the archive, "
+                f"with {len(later)} later segment(s) after it: the segment is damaged"
+                + (" (restored, but its records did not validate)" if stopped_in.name in recovery.restored_segments
+                   else " (restore_command could not fetch it)"),
+                "archive", evidence={"segment": stopped_in.name, "fork_lsn": str(recovery.fork_lsn),
+                                     "key": archive.segments(parent)[stopped_in.number].key,
+                                     "restored_by_postgres": stopped_in.name in recovery.restored_segments,
+                                     "log": [ln for ln in recovery.log_excerpt
+                                             if stopped_in.name in ln or "invalid" in ln or "checksum" in ln
+                                             or "redo done" in ln][-10:]}))
         if beyond:
             findings.append(Finding(
                 REPLAY_STOPPED_EARLY,
@@ -163,6 +200,7 @@ def check_archive(backend: Backend, source: ClusterHandle, recovery: RecoveryOut
         "backup_id": backup.backup_id,
         "begin_wal": backup.begin_wal.name,
         "end_wal": backup.end_wal.name if backup.end_wal else None,
+        "backup_end_lsn": str(backup.end_lsn) if backup.end_lsn else None,
         "chain": [{"timeline": c.timeline, "first": c.first, "last": c.last} for c in chain],
         "timelines": {str(t): {"segments": sorted(n for n in archive.segments(t)),
                                "last": last[t].name if last[t] else None} for t in archive.timelines()},
@@ -181,14 +219,25 @@ def check_archive(backend: Backend, source: ClusterHandle, recovery: RecoveryOut
 
 
 def check_target(backend: Backend, source: ClusterHandle, ledger: Ledger, scratch_name: str,
-                 keep: bool = False) -> tuple[DetectorOutcome, RecoveryOutcome | None]:
+                 keep: bool = False, recovery: RecoveryOutcome | None = None,
+                 backup_end: Lsn | None = None) -> tuple[DetectorOutcome, RecoveryOutcome | None]:
     started = time.monotonic()
     last = ledger.last()
     if last is None:
         return _could_not("target", "the ledger is empty: no target LSN to recover to", started), None
     target = Lsn.parse(last.lsn)
+    if backup_end is not None and target <= backup_end:
+        # PostgreSQL rejects a target before the backup's end ("before consistent recovery
+        # point"); the last write is inside the backup, so reaching consistency is the proof.
+        if recovery is not None and recovery.promoted:
+            return DetectorOutcome("target", DetectorStatus.CLEAN,
+                                   f"the last ledger write ({target}) is inside the base backup (ends {backup_end}), "
+                                   "and the recovery reached consistency", [], time.monotonic() - started), None
+        return _could_not("target", "the last write is inside the base backup and the recovery did not come up",
+                          started), None
     try:
-        outcome = backend.recover(source, scratch_name, RecoveryTarget(lsn=target), archive=False)
+        outcome = backend.recover(source, scratch_name, RecoveryTarget(
+            lsn=target, backup_id=recovery.backup_id if recovery is not None else None), archive=False)
     except PgdrillError as exc:
         return _could_not("target", f"the target-LSN recovery could not run: {exc}", started), None
     try:

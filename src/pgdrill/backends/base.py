@@ -53,6 +53,9 @@ class RecoveryOutcome:
     log_excerpt: list[str] = field(default_factory=list)
     restored_segments: list[str] = field(default_factory=list)
     """WAL segment names the restore_command fetched, in order."""
+    failed_step: str | None = None
+    """Where a failed recovery stopped: ``preflight`` (backup/begin WAL checks), ``restore``
+    (the base backup could not be restored) or ``replay`` (PostgreSQL did not promote)."""
 
 
 @runtime_checkable
@@ -70,8 +73,10 @@ class Backend(Protocol):
     def versions(self) -> dict[str, str]:
         """Component versions for reports (PostgreSQL, barman, CNPG, plugin...)."""
 
-    def create_source(self, name: str) -> ClusterHandle:
+    def create_source(self, name: str, archive_timeout_seconds: int | None = None) -> ClusterHandle:
         """Provision a primary archiving WAL to ``destination``/<name>.
+
+        ``archive_timeout_seconds`` overrides the configured value for this cluster.
 
         Must refuse (``UsageError``) if that serverName already has WAL ("Expected empty archive").
         """

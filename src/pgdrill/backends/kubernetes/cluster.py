@@ -369,9 +369,12 @@ class KubernetesBackend:
 
     # -- protocol: clusters ------------------------------------------------------------------
 
-    def create_source(self, name: str) -> ClusterHandle:
+    def create_source(self, name: str, archive_timeout_seconds: int | None = None) -> ClusterHandle:
         self._refuse_existing(name)
         manifest = self.objects.source_cluster(name).to_dict()
+        if archive_timeout_seconds is not None:
+            manifest["spec"].setdefault("postgresql", {}).setdefault("parameters", {})["archive_timeout"] = \
+                f"{archive_timeout_seconds}s"
         created = self._create(manifest)
         self._create(self.objects.scheduled_backup(name).to_dict())
         verdict = st.Waiter(f"cluster {name}", self.settings.ready_timeout_seconds, self.settings.poll_seconds,

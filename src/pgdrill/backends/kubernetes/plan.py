@@ -126,15 +126,31 @@ def plan_manifests(config: Any, scenario: Any, run_id: str = "plan") -> list[dic
     result.append(objects.scheduled_backup(source).to_dict())
     result.append(objects.backup(source, f"{source}-base-1").to_dict())
     target = _scenario_target(scenario)
-    result.append(objects.recovery_cluster(source, f"{source}-v2", target).to_dict())
+    recovery_name = getattr(getattr(scenario, "recovery", None), "cluster_name", None) or f"{source}-v2"
+    recovery = objects.recovery_cluster(source, recovery_name, target).to_dict()
+    spec = getattr(scenario, "recovery", None)
+    if target is not None and target.lsn is not None and spec is not None:
+        # The LSN is only known once the drill has written; show where it comes from.
+        recovery["spec"]["bootstrap"]["recovery"]["recoveryTarget"]["targetLSN"] = \
+            f"<LSN after post-backup write {spec.after_write}, set at run time>"
+    result.append(recovery)
     return result
 
 
 def _scenario_target(scenario: Any) -> RecoveryTarget | None:
+    """Plan-time stand-ins for run-time targets (placed after post-backup write N)."""
     recovery = getattr(scenario, "recovery", None)
     target = getattr(recovery, "target", "latest")
     if target in (None, "latest"):
         return None
     if isinstance(target, RecoveryTarget):
         return target
+    after = getattr(recovery, "after_write", None)
+    if target == "lsn":
+        return RecoveryTarget(lsn=Lsn(0))
+    if target == "time":
+        return RecoveryTarget(time=f"<commit time of post-backup write {after}, set at run time>")
+    if target == "name":
+        return RecoveryTarget(name=f"<pgdrill-after-row-N for post-backup write {after}>",
+                              backup_id="<newest base backup id, set at run time>")
     raise ValueError(f"scenario recovery target {target!r} has no Kubernetes mapping yet")

@@ -133,6 +133,16 @@ class LocalBackend:
     def s3_server(self) -> SeaweedServer | None:
         return self._seaweed
 
+    def set_object_store_available(self, available: bool) -> None:
+        """The S3-outage fault: stop or restart the embedded S3 server (same ports, same data)."""
+        if self._seaweed is None:
+            raise UsageError("an S3 outage needs the embedded S3 server (s3.mode = 'embedded'); "
+                             "pgdrill never takes an external endpoint down")
+        if available:
+            self._seaweed.start()
+        else:
+            self._seaweed.stop()
+
     def versions(self) -> dict[str, str]:
         versions = {}
         for key, argv in (("postgresql", [str(pg_bin_dir() / "postgres"), "--version"]),
@@ -166,13 +176,16 @@ class LocalBackend:
                                  "(Expected empty archive): use a new serverName; nothing was written")
             raise S3Error(f"barman-cloud-check-wal-archive failed for {server_name!r}: {message}")
 
-    def create_source(self, name: str) -> ClusterHandle:
+    def create_source(self, name: str, archive_timeout_seconds: int | None = None) -> ClusterHandle:
         if name in self._clusters:
             raise UsageError(f"cluster {name!r} already exists in this run")
         self.check_empty_archive(name)
         instance = self._instance(name)
         instance.initdb(self.config.archive.segment_size_mb)
-        instance.write_settings({**instance.base_settings(), **self._archive_settings(name)})
+        settings = {**instance.base_settings(), **self._archive_settings(name)}
+        if archive_timeout_seconds is not None:
+            settings["archive_timeout"] = archive_timeout_seconds
+        instance.write_settings(settings)
         instance.start()
         instance.wait_ready()
         handle = ClusterHandle(name, name, True, {"pgdata": str(instance.pgdata), "port": instance.port,
@@ -269,11 +282,11 @@ class LocalBackend:
         src_archive, backups = self.read_archive(source.server_name)
         backup = choose_backup(backups, target)
         if backup is None:
-            return RecoveryOutcome(None, False, None, fatal_lines=[
+            return RecoveryOutcome(None, False, None, failed_step="preflight", fatal_lines=[
                 f"no completed base backup for {source.server_name} in {self._destination.url}"])
         if backup.begin_wal is None or backup.begin_wal.number not in src_archive.segments(backup.begin_wal.timeline):
             # What the plugin's restore hook checks before copying any data.
-            return RecoveryOutcome(None, False, backup.backup_id, fatal_lines=[
+            return RecoveryOutcome(None, False, backup.backup_id, failed_step="preflight", fatal_lines=[
                 "encountered an error while checking the presence of first needed WAL in the archive: "
                 f"{backup.begin_wal} not found for {source.server_name}"])
         instance = self._instance(new_name)
@@ -287,7 +300,7 @@ class LocalBackend:
         restored_at = time.monotonic()
         if restore.returncode != 0:
             return RecoveryOutcome(handle, False, backup.backup_id, phases={"restore": restored_at - started},
-                                   fatal_lines=(restore.stderr or restore.stdout).strip().splitlines()[-5:])
+                                   failed_step="restore", fatal_lines=(restore.stderr or restore.stdout).strip().splitlines()[-5:])
         settings = {**instance.base_settings(), **self._archive_settings(new_name if archive else None),
                     "restore_command": self.barman.restore_command(source.server_name),
                     "recovery_target_action": "promote", "recovery_target_timeline": "latest"}
@@ -320,7 +333,7 @@ class LocalBackend:
         while time.monotonic() < deadline:
             if not instance.alive() and time.monotonic() - begun > 0.5:
                 lines = instance.log_lines()
-                return RecoveryOutcome(handle, False, backup_id, phases={},
+                return RecoveryOutcome(handle, False, backup_id, phases={}, failed_step="replay",
                                        fatal_lines=_fatal(lines),
                                        log_excerpt=lines[-30:], restored_segments=_restored(lines))
             try:
@@ -352,7 +365,7 @@ class LocalBackend:
             time.sleep(0.1)
         lines = instance.log_lines()
         instance.stop("immediate")
-        return RecoveryOutcome(handle, False, backup_id,
+        return RecoveryOutcome(handle, False, backup_id, failed_step="replay",
                                fatal_lines=[f"recovery did not finish within {timeout:.0f}s (local.startup_timeout_seconds)"],
                                log_excerpt=lines[-30:], restored_segments=_restored(lines))
 
