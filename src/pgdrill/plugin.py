@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,8 +162,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     try:
         render_run(path)
     except Exception as exc:  # a rendering bug must not hide the drill verdicts in results.json
-        session.config.issue_config_time_warning(
-            pytest.PytestWarning(f"pgdrill: could not render the HTML/JUnit report for {path}: {exc}"), 2)
+        print(f"\npgdrill: could not render the HTML/JUnit report for {path}: {exc}", file=sys.stderr)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
