@@ -73,6 +73,10 @@ class BarmanCloud:
         return [self._tool("barman-cloud-restore"), *self._common(), self.destination, server_name,
                 backup_id, pgdata]
 
+    def backup_delete(self, server_name: str, retention_policy: str) -> list[str]:
+        return [self._tool("barman-cloud-backup-delete"), *self._common(), "-r", retention_policy,
+                self.destination, server_name]
+
     def check_wal_archive(self, server_name: str) -> list[str]:
         return [self._tool("barman-cloud-check-wal-archive"), *self._common(), self.destination, server_name]
 
