@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from pgdrill.failover_drill import (
-    CRASH_RESTART, FAILOVER, FAILOVER_ARCHIVER_BACKLOG, NodeDrillPlan, run_crash_drill, run_failover_drill,
+    CRASH_RESTART, FAILOVER, FAILOVER_ARCHIVER_BACKLOG, FAILOVER_ARCHIVING_STALLED, NodeDrillPlan,
+    run_crash_drill, run_failover_drill,
 )
 from pgdrill.plugin import assert_drill
 from pgdrill.results import Verdict
@@ -35,6 +36,8 @@ def _run(runner, plan: NodeDrillPlan, drill_backend, record_drill, pgdrill_confi
     pytest.param(FAILOVER, id=FAILOVER.name, marks=getattr(pytest.mark, FAILOVER.tier)),
     pytest.param(FAILOVER_ARCHIVER_BACKLOG, id=FAILOVER_ARCHIVER_BACKLOG.name,
                  marks=getattr(pytest.mark, FAILOVER_ARCHIVER_BACKLOG.tier)),
+    pytest.param(FAILOVER_ARCHIVING_STALLED, id=FAILOVER_ARCHIVING_STALLED.name,
+                 marks=getattr(pytest.mark, FAILOVER_ARCHIVING_STALLED.tier)),
 ])
 def test_primary_kill_with_replica_failover(plan, drill_backend, record_drill, pgdrill_config, pgdrill_run):
     result = _run(run_failover_drill, plan, drill_backend, record_drill, pgdrill_config, pgdrill_run)
@@ -43,6 +46,10 @@ def test_primary_kill_with_replica_failover(plan, drill_backend, record_drill, p
         # Belt and braces on the #842 question: judged from the bucket, not pg_stat_archiver.
         assert result.archive["expected_timeline"] == 2 and 2 in result.archive["history_files"]
         assert result.archive["missing_expected"] == [] and result.archive["gaps"] == []
+    if plan.archive_to_nowhere_after_event:
+        # The point of the control: the server's own view says all is well.
+        stat = result.archive["pg_stat_archiver"]
+        assert stat["failed_count"] == 0 and stat["last_archived_wal"] >= result.archive["expected_segments"][-1]
 
 
 @pytest.mark.drill

@@ -68,6 +68,10 @@ class NodeDrillPlan:
     recover_from_s3: bool = True
     expect_findings: tuple[str, ...] = ()
     """Empty: a complete outcome is expected.  Otherwise the codes that must be reported."""
+    archive_to_nowhere_after_event: bool = False
+    """Negative control for plugin-barman-cloud#842: right after the event, the surviving primary's
+    archive_command becomes ``/bin/true``, so pg_stat_archiver reports every segment archived while
+    nothing reaches the bucket.  The drill must still report archiving as stalled."""
 
 
 def _now() -> datetime:
@@ -264,6 +268,12 @@ def _load_and_kill(backend: FailoverBackend, plan: NodeDrillPlan, prep: _Prepare
 def _archiving_after(backend: Backend, plan: NodeDrillPlan, prep: _Prepared, new_primary: ClusterHandle,
                      context: str, step: _Steps, result: DrillResult) -> None:
     """Write, switch each row into its own segment, then judge the bucket."""
+    if plan.archive_to_nowhere_after_event:
+        with step(f"fault: archive_command on {new_primary.name} succeeds without uploading"):
+            backend.sql(new_primary, "ALTER SYSTEM SET archive_command = '/bin/true'")
+            backend.sql(new_primary, "SELECT pg_reload_conf()")
+            result.faults.append({"kind": "archive_to_nowhere", "cluster": new_primary.name, "at": _iso(_now()),
+                                  "evidence": {"archive_command": "/bin/true"}})
     with step(f"write {plan.rows_after_event} rows on {new_primary.name}, one segment each"):
         switched = []
         for _ in range(plan.rows_after_event):
@@ -491,3 +501,9 @@ CRASH_RESTART = NodeDrillPlan(
     name="primary-kill-crash-recovery", tier="smoke", backlog_segments=2, recover_from_s3=False,
     description="SIGKILL the primary (no replica) while the archiver is behind, restart it on its data "
                 "directory: every acknowledged commit survives, the backlog and later WAL reach the bucket")
+FAILOVER_ARCHIVING_STALLED = NodeDrillPlan(
+    name="primary-kill-failover-archiving-stalled", tier="full", archive_to_nowhere_after_event=True,
+    archive_wait_seconds=15.0, recover_from_s3=False,
+    description="negative control: after the failover the new primary's archive_command reports success "
+                "but uploads nothing (pg_stat_archiver looks healthy); pgdrill must report archiving stalled",
+    expect_findings=("ARCHIVING_STALLED_AFTER_FAILOVER",))
