@@ -21,6 +21,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any
 
+from . import integrity_codes  # noqa: F401  (scenarios that use these faults expect these codes)
 from . import pages
 from .archive import BaseBackup, read_server_archive
 from .errors import UsageError
