@@ -443,7 +443,8 @@ def run_crash_drill(backend: Backend, config: Config, plan: NodeDrillPlan, state
             "cluster": primary.name, "promoted": restart.promoted, "timeline": restart.timeline,
             "phases_s": {k: round(v, 3) for k, v in restart.phases.items()},
             "fatal": restart.fatal_lines[-10:], "log_excerpt": restart.log_excerpt[-20:],
-            "start_attempts": primary.details.get("start_attempts")}
+            "start_attempts": primary.details.get("start_attempts"),
+            "start_retry_reasons": primary.details.get("start_retry_reasons")}
         if not restart.promoted:
             result.add_detector(_detector("restart", [Finding(
                 RECOVERY_FAILED, f"{primary.name} did not come back after the crash: "
@@ -461,8 +462,9 @@ def run_crash_drill(backend: Backend, config: Config, plan: NodeDrillPlan, state
         with step(f"first write on {primary.name} (end of crash-recovery RTO)"):
             workload.write(1, "after_restart")
             written = time.monotonic()
-        opened = kill_done + restart.phases.get("start", 0.0) + restart.phases.get("crash_recovery", 0.0)
-        phases = {"kill": kill_done - kill_started, "start": restart.phases.get("start", 0.0),
+        opened = kill_done + sum(restart.phases.get(k, 0.0) for k in ("reap", "start", "crash_recovery"))
+        phases = {"kill": kill_done - kill_started, "reap": restart.phases.get("reap", 0.0),
+                  "start": restart.phases.get("start", 0.0),
                   "crash_recovery": restart.phases.get("crash_recovery", 0.0),
                   "first_write": max(written - opened - ledger_check.outcome.seconds, 0.0)}
         # The ledger check ran between opening and the first write; it is not part of the outage.

@@ -181,8 +181,18 @@ def restart_after_crash(backend: LocalBackend, cluster: ClusterHandle, timeout: 
     if _up(instance):
         raise UsageError(f"{cluster.name} is still running; kill it first")
     begun = time.monotonic()
+    # The killed postmaster may linger as an unreaped zombie (it was orphaned when pg_ctl exited;
+    # whoever adopted it reaps it when it gets to it).  PostgreSQL's lock-file check sees that
+    # pid as alive and refuses to start.  A restarted pod never sees this, so the wait is its own
+    # phase ("reap"), not crash-recovery time.  postmaster.pid is never deleted: it carries the
+    # shared-memory key PostgreSQL uses to refuse starting while orphaned backends are attached.
+    old_pid = _pid_in_lock_file(instance)
+    while old_pid is not None and _exists(old_pid) and time.monotonic() - begun < 30:
+        time.sleep(0.05)
+    reaped = time.monotonic()
     log_offset = len(instance.log_lines())
     attempts = 0
+    retries: list[str] = []
     while True:
         attempts += 1
         instance.start()
@@ -193,13 +203,33 @@ def restart_after_crash(backend: LocalBackend, cluster: ClusterHandle, timeout: 
         # memory block or the port may still be taken.  That is not a crash-recovery failure.
         if (not outcome.promoted and attempts < 5 and died
                 and any(t in ln for ln in new_lines for t in _TRANSIENT_START)):
+            retries += [ln for ln in new_lines if any(t in ln for t in _TRANSIENT_START)][:2]
             time.sleep(0.5)
             log_offset = len(instance.log_lines())
             continue
-        outcome.phases = {"start": started - begun, **outcome.phases}
+        outcome.phases = {"reap": reaped - begun, "start": started - reaped, **outcome.phases}
         outcome.total = (time.monotonic() - begun) if outcome.promoted else None
         cluster.details["start_attempts"] = attempts
+        cluster.details["start_retry_reasons"] = retries
         return outcome
+
+
+def _pid_in_lock_file(instance: Instance) -> int | None:
+    try:
+        return int((instance.pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (FileNotFoundError, IndexError, ValueError, PermissionError):
+        return None
+
+
+def _exists(pid: int) -> bool:
+    """True while the kernel still has ``pid``, zombie included (what PostgreSQL's check sees)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _await_open(instance: Instance, cluster: ClusterHandle, started: float, timeout: float,
