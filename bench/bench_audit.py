@@ -15,7 +15,7 @@ import json
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{manifest['backups']} backups, generated in {manifest['upload_seconds']} s "
           f"({manifest['upload_rate']} puts/s)")
 
+    # Audit "as of" the end of the upload, so a re-run on an older archive judges the same
+    # ages (LastModified is the upload time) and only the planted gaps are findings.
+    as_of = (datetime.fromisoformat(manifest["uploaded_at"]) if "uploaded_at" in manifest else
+             datetime.fromisoformat(manifest["generated_at"]) + timedelta(seconds=manifest["upload_seconds"] + 5))
     with SeaweedServer(args.dir / "s3") as server:
         location = S3Location(server.bucket, manifest["root"].rstrip("/"))
         client = make_client(server.endpoint_url, server.reader.credentials)
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             listed = bare_list(client, server.bucket, manifest["root"])
             list_times.append(time.perf_counter() - started)
             started = time.perf_counter()
-            report = run_audit(location, store, AuditThresholds(), datetime.now(timezone.utc))
+            report = run_audit(location, store, AuditThresholds(), as_of)
             audit_times.append(time.perf_counter() - started)
     assert report is not None
     found = [g.to_dict() for g in report.wal.gaps] if report.wal else None

@@ -89,6 +89,7 @@ def generate(directory: Path, wal: int, backups: int, workers: int) -> dict:
         "objects": count, "wal_objects": wal_objects, "wal_segments_planned": wal,
         "segments_uploaded": wal - sum(g["count"] for g in gaps), "backups": backups,
         "gaps": gaps, "upload_seconds": round(seconds, 1), "upload_rate": round(count / seconds),
+        "uploaded_at": datetime.now(timezone.utc).isoformat(),
     }
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
