@@ -358,8 +358,8 @@ def check_physical(tools: IntegrityTools, cluster: ClusterHandle) -> PhysicalChe
     pages = checksum_summary.get("Blocks scanned")
     summary_text = (f"{len(findings)} problem(s): " + ", ".join(sorted({f.code for f in findings})) if findings else
                     "could not verify: " + unverified[0].message if unverified else
-                    f"{pages} pages checksum-verified, {len(relations)} relations amchecked in {len(databases)} "
-                    "database(s): no damage")
+                    f"{pages} pages checksum-verified; tables and B-trees of {len(relations)} relations amchecked in "
+                    f"{len(databases)} database(s): no damage")
     return PhysicalCheck(
         DetectorOutcome(DETECTOR, status, summary_text, findings + unverified, time.monotonic() - started),
         sorted(rows.values(), key=lambda r: (r["database"], r["relation"])),
