@@ -33,7 +33,7 @@ from .results import DetectorOutcome, DetectorStatus, DrillResult, Verdict
 from .scenario import Expectation, Scenario
 from .verify import TARGET_NOT_REACHED, check_archive, check_ledger, check_target
 from .wal import Lsn
-from .workload import Workload, load_fixture
+from .workload import Fixture, Workload, load_fixture
 
 log = logging.getLogger("pgdrill.drill")
 
@@ -80,23 +80,34 @@ class _Steps:
             self.progress(f"[pgdrill {self.name}] {title}: {status} ({seconds:.1f}s)")
 
 
-def run_scenario(ctx: DrillContext) -> DrillResult:
+def drill_result(ctx: DrillContext) -> tuple[DrillResult, _Steps]:
+    """A fresh result for ``ctx.scenario`` and the step recorder that fills its ``steps``."""
     scenario, config, backend = ctx.scenario, ctx.config, ctx.backend
     result = DrillResult(
         drill=scenario.name,
         scenario=scenario.to_dict(),
         backend={"name": backend.name, "pgdrill": __version__, "user": getpass.getuser(),
-                 "host": socket.gethostname()},
+                 "host": socket.gethostname(), "versions": backend.versions()},
         started_at=now_iso(),
         targets={"rpo_s": config.targets.rpo_seconds, "rto_s": config.targets.rto_seconds},
     )
-    step = _Steps(result, ctx.progress, scenario.name)
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
+    return result, _Steps(result, ctx.progress, scenario.name)
+
+
+def run_scenario(ctx: DrillContext) -> DrillResult:
+    scenario, config, backend = ctx.scenario, ctx.config, ctx.backend
+    try:
+        result, step = drill_result(ctx)
+    except PgdrillError as exc:
+        result = DrillResult(drill=scenario.name, scenario=scenario.to_dict(), backend={"name": backend.name},
+                             started_at=now_iso(), finished_at=now_iso(), verdict=Verdict.COULD_NOT_VERIFY,
+                             verdict_reasons=[f"{type(exc).__name__}: {exc}"])
+        return result
     ledger = Ledger(ctx.state_dir / "ledger.jsonl")
     segment_size = config.archive.segment_size_mb * 1024 * 1024
     wl = scenario.workload
     try:
-        result.backend["versions"] = backend.versions()
         fixture = load_fixture(wl.fixture, ctx.fixtures_dir)
         with step("provision source cluster with WAL archiving"):
             source = backend.create_source(config.source.cluster_name, wl.archive_timeout_seconds)
@@ -128,48 +139,7 @@ def run_scenario(ctx: DrillContext) -> DrillResult:
         if not any(f.kind == "lose_cluster" for f in scenario.faults):
             with step("disaster: stop the source cluster hard"):
                 backend.lose(source, destroy_data=False)
-        # RTO starts when the loss is declared, i.e. once the source is gone.
-        disaster_wall = datetime.now(timezone.utc)
-        disaster = time.monotonic()
-        result.disaster_declared_at = disaster_wall.isoformat(timespec="milliseconds")
-        with step(f"recover into {recovery_name}"):
-            try:
-                recovery = backend.recover(source, recovery_name, target, archive=True)
-            except UsageError as exc:
-                _refused(result, exc, fault_ctx)
-                result.verdict, result.verdict_reasons = evaluate(scenario.expect, result)
-                return result
-            if not recovery.promoted and recovery.failed_step == "restore" and len(result.backups) > 1:
-                recovery = _fall_back(result, backend, source, recovery, target, step)
-        _record_recovery(result, recovery, disaster, target)
-        with step("verify: ledger vs recovered rows"):
-            ledger_check = check_ledger(backend, recovery, ledger, fixture, target_index)
-            result.add_detector(ledger_check.outcome)
-        with step("verify: archive continuity"):
-            archive_check = check_archive(backend, source, recovery, ledger, segment_size, to_latest=target is None)
-            result.add_detector(archive_check.outcome)
-            result.archive = archive_check.summary
-        if target is None:
-            with step("verify: recovery to the last ledger LSN"):
-                end = archive_check.summary.get("backup_end_lsn")
-                target_outcome, _ = check_target(backend, source, ledger, f"{recovery_name}-target-check", ctx.keep,
-                                                 recovery, Lsn.parse(end) if end else None)
-                result.add_detector(target_outcome)
-        else:
-            # The drill's recovery had the target itself: PostgreSQL's verdict is the check.
-            result.add_detector(_target_from_recovery(recovery, target))
-        expected = ledger.entries if target_index is None else ledger.entries[: target_index + 1]
-        rpo = compute_rpo(expected, ledger_check.recovered, disaster_wall) if ledger_check.recovered else None
-        result.ledger = {**ledger_check.summary, "committed": len(ledger),
-                         "entries": [asdict(e) for e in ledger.entries]}
-        if rpo is not None:
-            result.rpo = rpo.to_dict()
-            result.add_detector(_measure("rpo", rpo_findings(rpo, config.targets.rpo_seconds),
-                                         f"{rpo.seconds:.1f}s, {rpo.lost_writes} writes lost"))
-        result.add_detector(_measure("rto", rto_findings(result.rto.total, result.rto.phases,
-                                                         config.targets.rto_seconds),
-                                     f"{result.rto.total:.1f}s" if result.rto.total is not None
-                                     else "not measured: no promotion"))
+        judge_recovery(ctx, result, step, ledger, fixture, source, recovery_name, target, target_index)
         result.verdict, result.verdict_reasons = evaluate(scenario.expect, result)
     except CouldNotVerify as exc:
         result.verdict, result.verdict_reasons = Verdict.COULD_NOT_VERIFY, [str(exc)]
@@ -180,6 +150,56 @@ def run_scenario(ctx: DrillContext) -> DrillResult:
         if ctx.keep and hasattr(backend, "keep_info"):
             result.keep = backend.keep_info()  # type: ignore[attr-defined]
     return result
+
+
+def judge_recovery(ctx: DrillContext, result: DrillResult, step: _Steps, ledger: Ledger, fixture: Fixture,
+                   source: ClusterHandle, recovery_name: str, target: RecoveryTarget | None = None,
+                   target_index: int | None = None) -> None:
+    """Declare the disaster (the source is gone by now), recover into ``recovery_name`` and run
+    every detector and measure into ``result`` (a refused recovery is recorded as such).
+    Shared by scenario drills and Python drills; the caller judges with ``evaluate``."""
+    backend, config = ctx.backend, ctx.config
+    segment_size = config.archive.segment_size_mb * 1024 * 1024
+    # RTO starts when the loss is declared, i.e. once the source is gone.
+    disaster_wall = datetime.now(timezone.utc)
+    disaster = time.monotonic()
+    result.disaster_declared_at = disaster_wall.isoformat(timespec="milliseconds")
+    with step(f"recover into {recovery_name}"):
+        try:
+            recovery = backend.recover(source, recovery_name, target, archive=True)
+        except UsageError as exc:
+            _refused(result, exc, backend, recovery_name)
+            return
+        if not recovery.promoted and recovery.failed_step == "restore" and len(result.backups) > 1:
+            recovery = _fall_back(result, backend, source, recovery, target, step)
+    _record_recovery(result, recovery, disaster, target)
+    with step("verify: ledger vs recovered rows"):
+        ledger_check = check_ledger(backend, recovery, ledger, fixture, target_index)
+        result.add_detector(ledger_check.outcome)
+    with step("verify: archive continuity"):
+        archive_check = check_archive(backend, source, recovery, ledger, segment_size, to_latest=target is None)
+        result.add_detector(archive_check.outcome)
+        result.archive = archive_check.summary
+    if target is None:
+        with step("verify: recovery to the last ledger LSN"):
+            end = archive_check.summary.get("backup_end_lsn")
+            target_outcome, _ = check_target(backend, source, ledger, f"{recovery_name}-target-check", ctx.keep,
+                                             recovery, Lsn.parse(end) if end else None)
+            result.add_detector(target_outcome)
+    else:
+        # The drill's recovery had the target itself: PostgreSQL's verdict is the check.
+        result.add_detector(_target_from_recovery(recovery, target))
+    expected = ledger.entries if target_index is None else ledger.entries[: target_index + 1]
+    rpo = compute_rpo(expected, ledger_check.recovered, disaster_wall) if ledger_check.recovered else None
+    result.ledger = {**ledger_check.summary, "committed": len(ledger),
+                     "entries": [asdict(e) for e in ledger.entries]}
+    if rpo is not None:
+        result.rpo = rpo.to_dict()
+        result.add_detector(_measure("rpo", rpo_findings(rpo, config.targets.rpo_seconds),
+                                     f"{rpo.seconds:.1f}s, {rpo.lost_writes} writes lost"))
+    result.add_detector(_measure("rto", rto_findings(result.rto.total, result.rto.phases, config.targets.rto_seconds),
+                                 f"{result.rto.total:.1f}s" if result.rto.total is not None
+                                 else "not measured: no promotion"))
 
 
 def _write_after_backup(scenario: Scenario, workload: Workload, ledger: Ledger,
@@ -215,18 +235,18 @@ def _write_after_backup(scenario: Scenario, workload: Workload, ledger: Ledger,
     return target, target_index
 
 
-def _refused(result: DrillResult, exc: UsageError, ctx: FaultContext) -> None:
+def _refused(result: DrillResult, exc: UsageError, backend: Backend, recovery_name: str) -> None:
     """The recovery was refused before it started; prove nothing was overwritten."""
-    evidence: dict[str, object] = {"error": str(exc), "cluster": ctx.recovery_name}
+    evidence: dict[str, object] = {"error": str(exc), "cluster": recovery_name}
     occupied = [f for f in result.faults if f["kind"] == "occupy_recovery_server_name"]
     intact = True
     for fault in occupied:
         key, digest = fault["evidence"]["key"], fault["evidence"]["sha256"]
-        now = hashlib.sha256(ctx.backend.store.get(key)).hexdigest()
+        now = hashlib.sha256(backend.store.get(key)).hexdigest()
         evidence[key] = {"sha256_before": digest, "sha256_after": now}
         intact &= now == digest
     code = ARCHIVE_NOT_EMPTY if "Expected empty archive" in str(exc) else RECOVERY_FAILED
-    result.recovery = {"cluster": ctx.recovery_name, "refused": True, "error": str(exc),
+    result.recovery = {"cluster": recovery_name, "refused": True, "error": str(exc),
                        "archive_untouched": intact, "promoted": False}
     result.add_detector(DetectorOutcome("recovery", DetectorStatus.FINDINGS, "recovery refused",
                                         [Finding(code, str(exc), "recovery", evidence=evidence)]))
