@@ -22,7 +22,10 @@ from . import __version__
 from .backends.base import Backend, ClusterHandle, RecoveryOutcome, RecoveryTarget
 from .config import Config
 from .errors import CouldNotVerify, PgdrillError, UsageError
+from .audit_hook import audit_archive
+from .digest import DigestSet
 from .faults import FaultContext, inject
+from .integrity import check_integrity, record_digests
 from .findings import (
     ARCHIVE_NOT_EMPTY, BACKUP_UNUSABLE, COULD_NOT_VERIFY, RECOVERY_FAILED, RECOVERY_TARGET_UNREACHED, Finding,
     Severity,
@@ -133,10 +136,20 @@ def run_scenario(ctx: DrillContext) -> DrillResult:
                 workload.steady(wl.steady_seconds, wl.write_interval_seconds)
         recovery_name = scenario.recovery.cluster_name or backend.next_recovery_name(source.name)
         fault_ctx = FaultContext(backend, source, ledger, segment_size, workload, recovery_name)
+        with step("audit the archive (as pgdrill audit would)"):
+            result.audit["before"] = audit_archive(backend, source)
+        lost_by_fault = any(f.kind == "lose_cluster" for f in scenario.faults)
+        if lost_by_fault:  # the digests must be taken while the source still exists
+            with step("record content digests of the source"):
+                record_digests(backend, source, fixture.database, ctx.state_dir)
         for spec in scenario.faults:
             with step(f"inject fault {spec.kind}"):
                 result.faults.append(inject(fault_ctx, spec).to_dict())
-        if not any(f.kind == "lose_cluster" for f in scenario.faults):
+        with step("audit the archive (as pgdrill audit would)"):
+            result.audit["after"] = audit_archive(backend, source)
+        if not lost_by_fault:
+            with step("record content digests of the source"):
+                record_digests(backend, source, fixture.database, ctx.state_dir)
             with step("disaster: stop the source cluster hard"):
                 backend.lose(source, destroy_data=False)
         judge_recovery(ctx, result, step, ledger, fixture, source, recovery_name, target, target_index)
@@ -189,7 +202,16 @@ def judge_recovery(ctx: DrillContext, result: DrillResult, step: _Steps, ledger:
     else:
         # The drill's recovery had the target itself: PostgreSQL's verdict is the check.
         result.add_detector(_target_from_recovery(recovery, target))
+    if recovery.promoted and recovery.cluster is not None:
+        with step("verify: integrity (page checksums, amcheck, content digests)"):
+            digests = DigestSet.load(ctx.state_dir)
+            integrity = check_integrity(backend, recovery.cluster, fixture.database, digests,
+                                        compare_content=target is None and digests is not None)
+            for outcome in integrity.outcomes:
+                result.add_detector(outcome)
+            result.integrity = integrity.report
     expected = ledger.entries if target_index is None else ledger.entries[: target_index + 1]
+    expected = [e for e in expected if e.op == "insert"]
     rpo = compute_rpo(expected, ledger_check.recovered, disaster_wall) if ledger_check.recovered else None
     result.ledger = {**ledger_check.summary, "committed": len(ledger),
                      "entries": [asdict(e) for e in ledger.entries]}

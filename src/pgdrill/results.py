@@ -81,6 +81,10 @@ class DrillResult:
     detectors: list[DetectorOutcome] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    integrity: dict[str, Any] = field(default_factory=dict)
+    """Per-relation physical and content integrity (see pgdrill.integrity)."""
+    audit: dict[str, Any] = field(default_factory=dict)
+    """What ``pgdrill audit`` reported on the source archive before and after the faults."""
     keep: dict[str, Any] = field(default_factory=dict)
 
     def finding_codes(self) -> set[str]:
@@ -113,6 +117,8 @@ class DrillResult:
             "detectors": [d.to_dict() for d in self.detectors],
             "findings": [f.to_dict() for f in self.findings],
             "steps": self.steps,
+            "integrity": self.integrity,
+            "audit": self.audit,
             "keep": self.keep,
         }
 

@@ -164,6 +164,7 @@ def _check_consistency(scenario: Scenario, where: str) -> None:
 
 def load_faults(raw: Any, where: str) -> list[FaultSpec]:
     from . import faults as _register_builtin_faults  # noqa: F401  (fills FAULT_TYPES)
+    from . import faults_integrity as _register_integrity_faults  # noqa: F401
 
     if not isinstance(raw, list):
         raise ConfigError(f"{where}: faults must be a list")

@@ -49,8 +49,10 @@ def check_ledger(backend: Backend, recovery: RecoveryOutcome, ledger: Ledger, fi
     """``target_index``: for point-in-time recovery, the index in ``ledger.entries`` of the last
     write the target includes; every later write must be absent (two-sided boundary)."""
     started = time.monotonic()
-    expected_entries = ledger.entries if target_index is None else ledger.entries[: target_index + 1]
-    after_target = [] if target_index is None else ledger.entries[target_index + 1:]
+    # Row presence is about inserts; lost updates are the content digest's job.
+    inserts = ledger.entries if target_index is None else ledger.entries[: target_index + 1]
+    expected_entries = [e for e in inserts if e.op == "insert"]
+    after_target = [] if target_index is None else [e for e in ledger.entries[target_index + 1:] if e.op == "insert"]
     if not recovery.promoted or recovery.cluster is None:
         return LedgerCheck(_could_not("ledger", "the recovered cluster never came up, so no row could be read",
                                       started))
