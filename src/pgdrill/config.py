@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from . import strict
+from .audit.thresholds import AuditThresholds
 from .backends.kubernetes.settings import KubernetesSettings
 from .errors import ConfigError
 
@@ -72,6 +73,8 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
+    audit: AuditThresholds = field(default_factory=AuditThresholds)
+    """Alert thresholds of ``pgdrill audit`` (ADR: backup 25 h, WAL 10 min, 2 failures, 30 days)."""
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     """The kind and k8s backends (kubeconfig, context, pinned versions, timeouts)."""
     reports_dir: str = "reports"

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tomllib
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TextIO
 
-from ..errors import ConfigError, UsageError
+from ..errors import UsageError
 from ..s3 import ObjectStore, S3Credentials, S3Location
 from .render import EXIT_COULD_NOT_VERIFY, exit_code, render_table, write_prometheus
 from .run import run_audit, unverified_report
-from .thresholds import AuditThresholds, load_thresholds
+from .thresholds import AuditThresholds
 
 
 def build_parser(prog: str = "pgdrill audit") -> argparse.ArgumentParser:
@@ -75,16 +72,7 @@ def audit_main(argv: list[str], stdout: TextIO | None = None, stderr: TextIO | N
 
 
 def _thresholds(path: str | None) -> AuditThresholds:
-    if path is None:
-        path = os.environ.get("PGDRILL_CONFIG") or ("pgdrill.toml" if Path("pgdrill.toml").is_file() else None)
-    if path is None:
-        return AuditThresholds()
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file {file} does not exist: fix --config / PGDRILL_CONFIG")
-    try:
-        data = tomllib.loads(file.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    # Only [audit] is read here; the rest of the file is pgdrill's general config.
-    return load_thresholds(data.get("audit", {}), str(file))
+    """The ``[audit]`` table of pgdrill's config; the whole file is checked strictly."""
+    from ..config import load_config
+
+    return load_config(path).audit
