@@ -95,6 +95,16 @@ BACKUP_UNUSABLE = _register(
     "A base backup listed as completed could not be restored",
     "Remove or re-take the damaged backup; recovery needs an older backup and longer WAL replay.",
 )
+RETENTION_NOT_APPLIED = _register(
+    "RETENTION_NOT_APPLIED", Severity.WARNING,
+    "The retention policy left backups or WAL it should have removed",
+    "Check the ObjectStore retentionPolicy and the plugin's retention logs; storage grows unbounded.",
+)
+RECOVERY_WINDOW_BROKEN = _register(
+    "RECOVERY_WINDOW_BROKEN", Severity.CRITICAL,
+    "A point inside the retention window cannot be recovered",
+    "Retention removed WAL or a backup still needed; take a new base backup and fix the policy.",
+)
 COULD_NOT_VERIFY = _register(
     "COULD_NOT_VERIFY", Severity.CRITICAL,
     "A verification could not run, so nothing is known about what it checks",

@@ -136,12 +136,13 @@ class LocalBackend:
     def apply_retention(self, server_name: str, policy: str) -> list[str]:
         """``barman-cloud-backup-delete -r <policy>`` on one of this run's serverNames (as the
         plugin's retention does); returns the backup ids it removed."""
-        before = set(self._backup_ids(server_name))
+        # Counted by backup.info objects: SeaweedFS keeps emptied "folders" as common prefixes.
+        before = {b.backup_id for b in self.read_archive(server_name)[1]}
         result = self.user.run(self.barman.backup_delete(server_name, policy), self._env, self.run_dir, timeout=600)
         if result.returncode != 0:
             raise CouldNotVerify(f"barman-cloud-backup-delete failed for {server_name}: "
                                  f"{(result.stderr or result.stdout).strip().splitlines()[-1:]}")
-        return sorted(before - set(self._backup_ids(server_name)))
+        return sorted(before - {b.backup_id for b in self.read_archive(server_name)[1]})
 
     def set_object_store_available(self, available: bool) -> None:
         """The S3-outage fault: stop or restart the embedded S3 server (same ports, same data)."""
