@@ -61,11 +61,14 @@ class DrillContext:
     progress: Callable[[str], None] | None = None
 
 
-class _Steps:
-    def __init__(self, result: DrillResult, progress: Callable[[str], None] | None, name: str):
+class Steps:
+    """Records each step's duration in ``result.steps`` and prints progress lines."""
+
+    def __init__(self, result: DrillResult, progress: Callable[[str], None] | None = None,
+                 name: str | None = None):
         self.result = result
         self.progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.name = name
+        self.name = name or result.drill
 
     @contextmanager
     def __call__(self, title: str) -> Iterator[None]:
@@ -83,7 +86,7 @@ class _Steps:
             self.progress(f"[pgdrill {self.name}] {title}: {status} ({seconds:.1f}s)")
 
 
-def drill_result(ctx: DrillContext) -> tuple[DrillResult, _Steps]:
+def drill_result(ctx: DrillContext) -> tuple[DrillResult, Steps]:
     """A fresh result for ``ctx.scenario`` and the step recorder that fills its ``steps``."""
     scenario, config, backend = ctx.scenario, ctx.config, ctx.backend
     result = DrillResult(
@@ -95,7 +98,7 @@ def drill_result(ctx: DrillContext) -> tuple[DrillResult, _Steps]:
         targets={"rpo_s": config.targets.rpo_seconds, "rto_s": config.targets.rto_seconds},
     )
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
-    return result, _Steps(result, ctx.progress, scenario.name)
+    return result, Steps(result, ctx.progress, scenario.name)
 
 
 def run_scenario(ctx: DrillContext) -> DrillResult:
@@ -165,7 +168,7 @@ def run_scenario(ctx: DrillContext) -> DrillResult:
     return result
 
 
-def judge_recovery(ctx: DrillContext, result: DrillResult, step: _Steps, ledger: Ledger, fixture: Fixture,
+def judge_recovery(ctx: DrillContext, result: DrillResult, step: Steps, ledger: Ledger, fixture: Fixture,
                    source: ClusterHandle, recovery_name: str, target: RecoveryTarget | None = None,
                    target_index: int | None = None) -> None:
     """Declare the disaster (the source is gone by now), recover into ``recovery_name`` and run
@@ -225,7 +228,7 @@ def judge_recovery(ctx: DrillContext, result: DrillResult, step: _Steps, ledger:
 
 
 def _write_after_backup(scenario: Scenario, workload: Workload, ledger: Ledger,
-                        step: _Steps) -> tuple[RecoveryTarget | None, int | None]:
+                        step: Steps) -> tuple[RecoveryTarget | None, int | None]:
     """Write the post-backup rows; for a PITR scenario, place the target after write N."""
     wl, spec = scenario.workload, scenario.recovery
     if spec.target == "latest" or spec.after_write is None:
@@ -275,7 +278,7 @@ def _refused(result: DrillResult, exc: UsageError, backend: Backend, recovery_na
 
 
 def _fall_back(result: DrillResult, backend: Backend, source: ClusterHandle, failed: RecoveryOutcome,
-               target: RecoveryTarget | None, step: _Steps) -> RecoveryOutcome:
+               target: RecoveryTarget | None, step: Steps) -> RecoveryOutcome:
     """What an operator does when the newest backup will not restore: take the previous one."""
     result.add_detector(DetectorOutcome("restore", DetectorStatus.FINDINGS, "newest base backup unusable", [
         Finding(BACKUP_UNUSABLE, f"base backup {failed.backup_id} is listed as completed but could not be "

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import getpass
 import socket
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +30,7 @@ from . import __version__
 from .archive import read_server_archive
 from .backends.base import Backend, ClusterHandle, FailoverBackend, RecoveryOutcome
 from .config import Config
+from .drill import Steps
 from .errors import CouldNotVerify, PgdrillError
 from .failover import (
     assess_archive_resumption, failover_loss_findings, judge, lost_entries, missing_rows,
@@ -80,29 +79,6 @@ def _now() -> datetime:
 
 def _iso(at: datetime) -> str:
     return at.isoformat(timespec="milliseconds")
-
-
-class _Steps:
-    """Records each step's duration in ``result.steps`` and prints progress lines."""
-
-    def __init__(self, result: DrillResult, progress: Callable[[str], None] | None):
-        self.result = result
-        self.progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-
-    @contextmanager
-    def __call__(self, title: str) -> Iterator[None]:
-        self.progress(f"[pgdrill {self.result.drill}] {title} ...")
-        started = time.monotonic()
-        status = "ok"
-        try:
-            yield
-        except BaseException as exc:
-            status = f"error: {type(exc).__name__}"
-            raise
-        finally:
-            seconds = time.monotonic() - started
-            self.result.steps.append({"step": title, "seconds": round(seconds, 3), "status": status})
-            self.progress(f"[pgdrill {self.result.drill}] {title}: {status} ({seconds:.1f}s)")
 
 
 class SteadyLoad(threading.Thread):
@@ -204,7 +180,7 @@ class _Prepared:
 
 
 def _prepare(backend: FailoverBackend, config: Config, plan: NodeDrillPlan, result: DrillResult,
-             step: _Steps, state_dir: Path, fixtures_dir: Path) -> _Prepared:
+             step: Steps, state_dir: Path, fixtures_dir: Path) -> _Prepared:
     state_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(state_dir / "ledger.jsonl")
     segment_size = config.archive.segment_size_mb * 1024 * 1024
@@ -225,7 +201,7 @@ def _prepare(backend: FailoverBackend, config: Config, plan: NodeDrillPlan, resu
     return _Prepared(primary, workload, ledger, backup_id, segment_size)
 
 
-def _load_and_kill(backend: FailoverBackend, plan: NodeDrillPlan, prep: _Prepared, step: _Steps,
+def _load_and_kill(backend: FailoverBackend, plan: NodeDrillPlan, prep: _Prepared, step: Steps,
                    result: DrillResult) -> tuple[datetime, float, float, SteadyLoad]:
     """Steady load, optional archiver backlog, SIGKILL.  Returns (kill wall time, kill start,
     kill end (monotonic), the stopped load)."""
@@ -266,7 +242,7 @@ def _load_and_kill(backend: FailoverBackend, plan: NodeDrillPlan, prep: _Prepare
 
 
 def _archiving_after(backend: Backend, plan: NodeDrillPlan, prep: _Prepared, new_primary: ClusterHandle,
-                     context: str, step: _Steps, result: DrillResult) -> None:
+                     context: str, step: Steps, result: DrillResult) -> None:
     """Write, switch each row into its own segment, then judge the bucket."""
     if plan.archive_to_nowhere_after_event:
         with step(f"fault: archive_command on {new_primary.name} succeeds without uploading"):
@@ -308,7 +284,7 @@ def run_failover_drill(backend: Backend, config: Config, plan: NodeDrillPlan, st
     result = _new_result(plan, config, backend, "failover")
     if not isinstance(backend, FailoverBackend):
         return _not_supported(result, backend)
-    step = _Steps(result, progress)
+    step = Steps(result, progress)
     required = ["failover", "rpo", "rto", "archive_after_failover"] + (["ledger"] if plan.recover_from_s3 else [])
     try:
         prep = _prepare(backend, config, plan, result, step, state_dir, fixtures_dir)
@@ -381,7 +357,7 @@ class _Stop(Exception):
 
 
 def _recover_and_compare(backend: Backend, config: Config, prep: _Prepared, new_primary: ClusterHandle,
-                         step: _Steps, result: DrillResult) -> None:
+                         step: Steps, result: DrillResult) -> None:
     """Recover the archive into <cluster>-vN: every row on the new primary must come back."""
     fixture = prep.workload.fixture
     tables = prep.ledger.tables()
@@ -427,7 +403,7 @@ def run_crash_drill(backend: Backend, config: Config, plan: NodeDrillPlan, state
     result = _new_result(plan, config, backend, "crash")
     if not isinstance(backend, FailoverBackend):
         return _not_supported(result, backend)
-    step = _Steps(result, progress)
+    step = Steps(result, progress)
     required = ["restart", "ledger", "rto", "archive_after_restart"]
     try:
         prep = _prepare(backend, config, plan, result, step, state_dir, fixtures_dir)

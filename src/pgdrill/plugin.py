@@ -66,36 +66,24 @@ def pgdrill_run(request: pytest.FixtureRequest, pgdrill_config: Config) -> Run:
 
 
 @pytest.fixture
-def run_drill(request: pytest.FixtureRequest, pgdrill_config: Config,
-              pgdrill_run: Run) -> Iterator[Callable[[Scenario], DrillResult]]:
+def run_drill(request: pytest.FixtureRequest, pgdrill_config: Config, pgdrill_run: Run,
+              drill_backend: Callable[[str], Backend],
+              record_drill: Callable[[DrillResult], Path]) -> Callable[[Scenario], DrillResult]:
     """Run a scenario on the configured backend; the backend is torn down after the test,
     also on failure and on Ctrl-C (unless ``--keep``)."""
     keep = bool(request.config.getoption("--keep"))
-    backends: list[object] = []
 
     def run(scenario: Scenario) -> DrillResult:
-        try:
-            backend = make_backend(pgdrill_config, f"{pgdrill_run.run_id}-{scenario.name}", keep=keep)
-        except BackendUnavailable as exc:
-            pgdrill_run.skipped(scenario.name, str(exc))
-            pytest.skip(f"backend {pgdrill_config.backend} unavailable: {exc}")
-        except PgdrillError as exc:
-            pytest.fail(f"COULD NOT VERIFY {scenario.name}: backend did not start: {exc}", pytrace=False)
-        backends.append(backend)
+        backend = drill_backend(scenario.name)
         fixtures_dir = Path(scenario.source_file).resolve().parent.parent / "fixtures"
         result = run_scenario(DrillContext(scenario, pgdrill_config, backend,
                                            pgdrill_run.state_dir(scenario.name), fixtures_dir, keep))
-        path = pgdrill_run.add(result)
-        request.node.user_properties.append(("pgdrill_result", str(path)))
+        record_drill(result)
         if keep:
             print(f"\n[pgdrill] kept for inspection: {result.keep}")
         return result
 
-    try:
-        yield run
-    finally:
-        for backend in backends:
-            backend.close()  # type: ignore[attr-defined]
+    return run
 
 
 @pytest.fixture
