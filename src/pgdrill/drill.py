@@ -157,15 +157,19 @@ def run_scenario(ctx: DrillContext) -> DrillResult:
                 backend.lose(source, destroy_data=False)
         judge_recovery(ctx, result, step, ledger, fixture, source, recovery_name, target, target_index)
         result.verdict, result.verdict_reasons = evaluate(scenario.expect, result)
-    except CouldNotVerify as exc:
-        result.verdict, result.verdict_reasons = Verdict.COULD_NOT_VERIFY, [str(exc)]
     except PgdrillError as exc:
-        result.verdict, result.verdict_reasons = Verdict.COULD_NOT_VERIFY, [f"{type(exc).__name__}: {exc}"]
+        result.verdict, result.verdict_reasons = could_not_verify(exc)
     finally:
         result.finished_at = now_iso()
         if ctx.keep and hasattr(backend, "keep_info"):
             result.keep = backend.keep_info()  # type: ignore[attr-defined]
     return result
+
+
+def could_not_verify(exc: PgdrillError) -> tuple[Verdict, list[str]]:
+    """The verdict of a drill that an error stopped before it could judge anything."""
+    reason = str(exc) if isinstance(exc, CouldNotVerify) else f"{type(exc).__name__}: {exc}"
+    return Verdict.COULD_NOT_VERIFY, [reason]
 
 
 def judge_recovery(ctx: DrillContext, result: DrillResult, step: Steps, ledger: Ledger, fixture: Fixture,

@@ -30,8 +30,8 @@ from . import __version__
 from .archive import read_server_archive
 from .backends.base import Backend, ClusterHandle, FailoverBackend, RecoveryOutcome
 from .config import Config
-from .drill import Steps
-from .errors import CouldNotVerify, PgdrillError
+from .drill import Steps, could_not_verify
+from .errors import PgdrillError
 from .failover import (
     assess_archive_resumption, failover_loss_findings, judge, lost_entries, missing_rows,
 )
@@ -343,10 +343,8 @@ def run_failover_drill(backend: Backend, config: Config, plan: NodeDrillPlan, st
         result.verdict, result.verdict_reasons = judge(result, plan.expect_findings, required)
     except _Stop:
         result.verdict, result.verdict_reasons = judge(result, plan.expect_findings, required)
-    except CouldNotVerify as exc:
-        result.verdict, result.verdict_reasons = Verdict.COULD_NOT_VERIFY, [str(exc)]
     except PgdrillError as exc:
-        result.verdict, result.verdict_reasons = Verdict.COULD_NOT_VERIFY, [f"{type(exc).__name__}: {exc}"]
+        result.verdict, result.verdict_reasons = could_not_verify(exc)
     finally:
         result.finished_at = _iso(_now())
     return result
@@ -456,10 +454,8 @@ def run_crash_drill(backend: Backend, config: Config, plan: NodeDrillPlan, state
         result.verdict, result.verdict_reasons = judge(result, plan.expect_findings, required)
     except _Stop:
         result.verdict, result.verdict_reasons = judge(result, plan.expect_findings, required)
-    except CouldNotVerify as exc:
-        result.verdict, result.verdict_reasons = Verdict.COULD_NOT_VERIFY, [str(exc)]
     except PgdrillError as exc:
-        result.verdict, result.verdict_reasons = Verdict.COULD_NOT_VERIFY, [f"{type(exc).__name__}: {exc}"]
+        result.verdict, result.verdict_reasons = could_not_verify(exc)
     finally:
         result.finished_at = _iso(_now())
     return result
