@@ -62,7 +62,7 @@ def bench_wal_gap(repeats: int) -> None:
             result = run_scenario(DrillContext(scenario, Config(), backend, Path(f"/tmp/pgdrill-bench/{run_id}"),
                                                REPO / "fixtures", progress=lambda line: None))
             total = time.monotonic() - started
-            recovery = sum(v for k, v in result.rto.phases.items() if k != "preflight")
+            recovery = sum(v for k, v in result.rto.phases.items() if k in ("restore", "replay", "promote"))
             bare = bare_recovery(backend, "postgres-cluster", result.recovery["backup_id"])
             rows.append((total, result.rto.total, recovery, bare, result))
         finally:

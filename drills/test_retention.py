@@ -14,13 +14,13 @@ import pytest
 
 from pgdrill.archive import read_server_archive
 from pgdrill.backends.base import RecoveryTarget
-from pgdrill.drill import DrillContext, drill_result, evaluate, judge_recovery
+from pgdrill.drill import Disaster, DrillContext, drill_result, guard, recover_and_verify
 from pgdrill.findings import RECOVERY_WINDOW_BROKEN, RETENTION_NOT_APPLIED, Finding
+from pgdrill.judge import judge
 from pgdrill.ledger import Ledger
 from pgdrill.plugin import assert_drill
 from pgdrill.results import DetectorOutcome, DetectorStatus
 from pgdrill.scenario import Expectation, Scenario
-from pgdrill.wal import Lsn
 from pgdrill.workload import Workload, load_fixture
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -50,6 +50,13 @@ def test_retention_window(drill_backend, record_drill, pgdrill_config, pgdrill_r
     fixture = load_fixture("moderation_event", FIXTURES)
     segment_size = pgdrill_config.archive.segment_size_mb * 1024 * 1024
 
+    with guard(result):
+        _retention_window(ctx, result, step, backend, ledger, fixture, segment_size)
+    record_drill(result)
+    assert_drill(result)
+
+
+def _retention_window(ctx, result, step, backend, ledger, fixture, segment_size):
     source = backend.create_source("postgres-cluster")
     workload = Workload(backend, source, fixture, ledger)
     writes = []
@@ -79,23 +86,27 @@ def test_retention_window(drill_backend, record_drill, pgdrill_config, pgdrill_r
         [Finding(RETENTION_NOT_APPLIED, "; ".join(leftovers) or f"removed {removed}, expected [{ids[0]}]", "retention",
                  evidence={"policy": POLICY, "removed": removed, "kept": sorted(kept)})]
         if leftovers or removed != [ids[0]] else []))
+    workload.close()
+    disaster = Disaster.declare(ledger)
     backend.lose(source, destroy_data=True)
+    disaster.source_gone()
 
     window_problems = []
+    measures = []
     first_in_window, before_window = writes[1][0], writes[0][0]
-    with step(f"PITR to the first write after the oldest kept backup (row {first_in_window.row_id})"):
-        inside = backend.recover(source, "pitr-inside-window", RecoveryTarget(lsn=Lsn.parse(first_in_window.lsn)),
-                                 archive=False)
-        if not inside.promoted:
-            window_problems.append(f"row {first_in_window.row_id} inside the window not recoverable: "
-                                   f"{(inside.fatal_lines or ['?'])[-1]}")
-        elif (first_in_window.row_id,) not in backend.sql(inside.cluster, "SELECT id FROM moderation_event",
-                                                          dbname=fixture.database):
-            window_problems.append(f"PITR inside the window lacks row {first_in_window.row_id}")
-        if inside.cluster is not None:
-            backend.destroy(inside.cluster)
+    # A point inside the window is a recovery path of its own: measured against the ledger,
+    # with every write after the target required absent.
+    inside, inside_outcome = recover_and_verify(
+        ctx, result, step, ledger, fixture, source, backend.next_recovery_name(source.name), disaster,
+        RecoveryTarget(lsn=first_in_window.position), first_in_window.seq, path="pitr-inside-window")
+    measures.append(inside)
+    if inside is None or inside_outcome is None or not inside_outcome.promoted:
+        window_problems.append(f"row {first_in_window.row_id} inside the window not recoverable: "
+                               f"{((inside_outcome.fatal_lines if inside_outcome else None) or ['?'])[-1]}")
+    if inside_outcome is not None and inside_outcome.cluster is not None:
+        backend.destroy(inside_outcome.cluster)
     with step(f"PITR to a write before the window (row {before_window.row_id}) must be impossible"):
-        outside = backend.recover(source, "pitr-before-window", RecoveryTarget(lsn=Lsn.parse(before_window.lsn)),
+        outside = backend.recover(source, "pitr-before-window", RecoveryTarget(lsn=before_window.position),
                                   archive=False)
         if outside.promoted:
             window_problems.append(f"row {before_window.row_id} before the window is still recoverable: "
@@ -107,10 +118,11 @@ def test_retention_window(drill_backend, record_drill, pgdrill_config, pgdrill_r
         "; ".join(window_problems) or "inside the window recoverable, before it not",
         [Finding(RECOVERY_WINDOW_BROKEN, "; ".join(window_problems), "window")] if window_problems else []))
 
-    judge_recovery(ctx, result, step, ledger, fixture, source, backend.next_recovery_name(source.name))
-    result.verdict, result.verdict_reasons = evaluate(SCENARIO.expect, result)
+    latest, _ = recover_and_verify(ctx, result, step, ledger, fixture, source, backend.next_recovery_name(source.name),
+                                   disaster, path="latest")
+    measures.append(latest)
+    result.set_measures([m for m in measures if m is not None])
+    result.verdict, result.verdict_reasons = judge(SCENARIO.expect, result, ctx.config.targets.rto_seconds)
     if leftovers or removed != [ids[0]]:  # a warning elsewhere, but here it is what the drill tests
         result.verdict = result.verdict.FAILED
         result.verdict_reasons.append(f"retention {POLICY!r} not applied as expected: removed {removed}")
-    record_drill(result)
-    assert_drill(result)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pgdrill.drill import DrillContext, drill_result, evaluate, judge_recovery
+from pgdrill.drill import Disaster, DrillContext, drill_result, guard, recover_and_verify
+from pgdrill.judge import judge
 from pgdrill.ledger import Ledger
 from pgdrill.scenario import Expectation, Scenario
 from pgdrill.workload import Workload, load_fixture
@@ -37,28 +38,41 @@ def test_timeline_chain(drill_backend, record_drill, pgdrill_config, pgdrill_run
     result, step = drill_result(ctx)
     fixture = load_fixture("moderation_event", FIXTURES)
 
-    with step("v1: provision, seed 24 rows, base backup, 3 writes"):
-        v1 = backend.create_source("postgres-cluster")
-        workload = Workload(backend, v1, fixture, ledger)
-        workload.seed()
-        workload.write(24, "baseline")
-        result.backups.append({"backup_id": backend.take_backup(v1), "server_name": v1.server_name})
-        workload.write(3, "after_backup", switch_wal_each=True)
+    measures = []
+    with guard(result):
+        with step("v1: provision, seed 24 rows, base backup, 3 writes"):
+            v1 = backend.create_source("postgres-cluster")
+            workload = Workload(backend, v1, fixture, ledger)
+            workload.seed()
+            workload.write(24, "baseline")
+            result.backups.append({"backup_id": backend.take_backup(v1), "server_name": v1.server_name})
+            workload.write(3, "after_backup", switch_wal_each=True)
+            workload.close()
+        lost_v1 = Disaster.declare(ledger)
         backend.lose(v1, destroy_data=True)
-    with step("v2: recover from v1's archive"):
+        lost_v1.source_gone()
         v2_name = backend.next_recovery_name("postgres-cluster")
-        v2 = backend.recover(v1, v2_name, None, archive=True)
-        assert v2.promoted and v2.cluster is not None, v2.fatal_lines
+        # Hop 1 is a recovery path of its own, measured against the ledger like any other.
+        hop1, v2 = recover_and_verify(ctx, result, step, ledger, fixture, v1, v2_name, lost_v1, path="v1->v2")
+        measures.append(hop1)
+        assert v2 is not None and v2.promoted and v2.cluster is not None, v2 and v2.fatal_lines
         assert v2.timeline == 2
-    with step("v2: base backup, 3 writes on timeline 2, then lose v2"):
-        result.backups.append({"backup_id": backend.take_backup(v2.cluster), "server_name": v2.cluster.server_name})
-        Workload(backend, v2.cluster, fixture, ledger).write(3, "on_v2", switch_wal_each=True)
+        with step("v2: base backup, 3 writes on timeline 2, then lose v2"):
+            result.backups.append({"backup_id": backend.take_backup(v2.cluster),
+                                   "server_name": v2.cluster.server_name})
+            on_v2 = Workload(backend, v2.cluster, fixture, ledger)
+            on_v2.write(3, "on_v2", switch_wal_each=True)
+            on_v2.close()
+        lost_v2 = Disaster.declare(ledger)
         backend.lose(v2.cluster, destroy_data=True)
-    v3_name = backend.next_recovery_name("postgres-cluster")
-    assert v3_name == "postgres-cluster-v3"
-    judge_recovery(ctx, result, step, ledger, fixture, source=v2.cluster, recovery_name=v3_name)
-    assert result.recovery["timeline"] == 3, result.recovery
-    result.verdict, result.verdict_reasons = evaluate(SCENARIO.expect, result)
+        lost_v2.source_gone()
+        v3_name = backend.next_recovery_name("postgres-cluster")
+        assert v3_name == "postgres-cluster-v3"
+        hop2, _ = recover_and_verify(ctx, result, step, ledger, fixture, v2.cluster, v3_name, lost_v2, path="v2->v3")
+        measures.append(hop2)
+        assert result.recovery["timeline"] == 3, result.recovery
+        result.set_measures([m for m in measures if m is not None])
+        result.verdict, result.verdict_reasons = judge(SCENARIO.expect, result, pgdrill_config.targets.rto_seconds)
     record_drill(result)
     from pgdrill.plugin import assert_drill
 

@@ -13,12 +13,12 @@ from pgdrill.archive import ServerArchive
 from pgdrill.failover import (
     ARCHIVING_STALLED_AFTER_FAILOVER, ARCHIVING_STALLED_AFTER_RESTART, FAILOVER_COMMITS_LOST,
     TIMELINE_HISTORY_MISSING, UNARCHIVED_WAL_LOST_AT_FAILOVER, assess_archive_resumption,
-    failover_loss_findings, judge, missing_rows,
+    failover_loss_findings,
 )
-from pgdrill.findings import COULD_NOT_VERIFY, RPO_EXCEEDED, SILENT_DATA_LOSS, WAL_GAP, Finding
+from pgdrill.findings import RPO_EXCEEDED, SILENT_DATA_LOSS, WAL_GAP, Finding
 from pgdrill.ledger import LedgerEntry
-from pgdrill.measures import compute_rpo
-from pgdrill.results import DetectorOutcome, DetectorStatus, DrillResult, Verdict
+from pgdrill.measures import measure_path
+from pgdrill.results import DetectorStatus
 from pgdrill.s3 import ObjectInfo
 from pgdrill.wal import SegmentName, parse_history
 
@@ -130,87 +130,30 @@ def test_restart_backlog_segment_never_archived_is_a_gap():
 
 def entries(n: int) -> list[LedgerEntry]:
     return [LedgerEntry("t", i, (T0 + timedelta(milliseconds=10 * i)).isoformat(), f"0/{0x5000000 + i:X}",
-                        seg(1, 5), "load") for i in range(1, n + 1)]
+                        seg(1, 5), "load", seq=i, version=i) for i in range(1, n + 1)]
+
+
+def on_new_primary(ids) -> dict[str, dict[int, int]]:
+    return {"t": {i: i for i in ids}}
+
+
+def failover(ids, n=10):
+    return measure_path("failover", "failover", "replica", entries(n), on_new_primary(ids), bound_seq=n)
 
 
 def test_no_commit_lost():
-    rpo = compute_rpo(entries(10), {"t": set(range(1, 11))})
-    assert failover_loss_findings(rpo, 300) == []
+    assert failover_loss_findings(failover(range(1, 11)), 300) == []
 
 
 def test_async_tail_lost_is_a_warning_within_target():
-    rpo = compute_rpo(entries(10), {"t": set(range(1, 9))})
-    found = failover_loss_findings(rpo, 300)
-    assert codes(found) == {FAILOVER_COMMITS_LOST}
-    assert rpo.lost_writes == 2 and abs(rpo.seconds - 0.02) < 1e-6
+    measure = failover(range(1, 9))
+    assert codes(failover_loss_findings(measure, 300)) == {FAILOVER_COMMITS_LOST}
+    assert measure.lost_writes == 2 and abs(measure.rpo_seconds - 0.02) < 1e-6
 
 
 def test_async_tail_lost_beyond_target_exceeds_rpo():
-    rpo = compute_rpo(entries(10), {"t": set(range(1, 9))})
-    assert codes(failover_loss_findings(rpo, 0.001)) == {FAILOVER_COMMITS_LOST, RPO_EXCEEDED}
+    assert codes(failover_loss_findings(failover(range(1, 9)), 0.001)) == {FAILOVER_COMMITS_LOST, RPO_EXCEEDED}
 
 
 def test_hole_before_a_surviving_commit_is_not_replication_lag():
-    rpo = compute_rpo(entries(10), {"t": set(range(1, 11)) - {4}})
-    assert SILENT_DATA_LOSS in codes(failover_loss_findings(rpo, 300))
-
-
-def test_missing_rows():
-    assert missing_rows({"t": {1, 2, 3}}, {"t": {1, 2, 3, 4}}) == {}
-    assert missing_rows({"t": {1, 2, 3}}, {"t": {1}}) == {"t": [2, 3]}
-    assert missing_rows({"t": {1}}, {}) == {"t": [1]}
-
-
-# -- verdict -------------------------------------------------------------------------------------------
-
-def result_with(*detectors: DetectorOutcome) -> DrillResult:
-    result = DrillResult("primary-kill-failover", {}, {}, T0.isoformat())
-    for d in detectors:
-        result.add_detector(d)
-    return result
-
-
-def clean(name: str) -> DetectorOutcome:
-    return DetectorOutcome(name, DetectorStatus.CLEAN, "ok")
-
-
-def found(name: str, *codes_: str) -> DetectorOutcome:
-    return DetectorOutcome(name, DetectorStatus.FINDINGS, "x", [Finding(c, c, name) for c in codes_])
-
-
-REQUIRED = ("failover", "archive_after_failover", "ledger")
-
-
-def test_complete_passes_with_warning_only():
-    verdict, reasons = judge(result_with(clean("failover"), found("rpo", FAILOVER_COMMITS_LOST),
-                                         clean("archive_after_failover"), clean("ledger")), (), REQUIRED)
-    assert verdict == Verdict.PASSED and FAILOVER_COMMITS_LOST in reasons[0]
-
-
-def test_complete_fails_when_archiving_did_not_resume():
-    verdict, reasons = judge(result_with(clean("failover"), clean("ledger"),
-                                         found("archive_after_failover", ARCHIVING_STALLED_AFTER_FAILOVER)),
-                             (), REQUIRED)
-    assert verdict == Verdict.FAILED and ARCHIVING_STALLED_AFTER_FAILOVER in reasons[0]
-
-
-def test_complete_fails_when_a_required_detector_never_ran():
-    verdict, reasons = judge(result_with(clean("failover"), clean("ledger")), (), REQUIRED)
-    assert verdict == Verdict.FAILED and "archive_after_failover" in reasons[0]
-
-
-def test_could_not_verify_is_never_a_pass():
-    unverified = DetectorOutcome("ledger", DetectorStatus.COULD_NOT_VERIFY, "no rows",
-                                 [Finding(COULD_NOT_VERIFY, "ledger: no rows", "ledger")])
-    verdict, _ = judge(result_with(clean("failover"), clean("archive_after_failover"), unverified), (), REQUIRED)
-    assert verdict == Verdict.COULD_NOT_VERIFY
-
-
-def test_planted_loss_must_be_reported():
-    planted = (WAL_GAP, UNARCHIVED_WAL_LOST_AT_FAILOVER)
-    detected = result_with(clean("failover"), clean("ledger"),
-                           found("archive_after_failover", WAL_GAP, UNARCHIVED_WAL_LOST_AT_FAILOVER))
-    assert judge(detected, planted, REQUIRED)[0] == Verdict.PASSED
-    missed = result_with(clean("failover"), clean("ledger"), clean("archive_after_failover"))
-    verdict, reasons = judge(missed, planted, REQUIRED)
-    assert verdict == Verdict.FAILED and "not reported" in reasons[0]
+    assert SILENT_DATA_LOSS in codes(failover_loss_findings(failover(set(range(1, 11)) - {4}), 300))

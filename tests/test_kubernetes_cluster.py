@@ -242,7 +242,7 @@ def test_backup_then_recover_replays_wal_written_after_the_backup(backend) -> No
     assert outcome.cluster is not None
     assert backend.sql(outcome.cluster, "SELECT count(*) FROM drill")[0][0] == 3  # row 100 came from WAL
     assert outcome.timeline and outcome.timeline >= 2 and outcome.fork_lsn is not None
-    assert set(outcome.phases) == {"restore", "start", "write"}
+    assert set(outcome.phases) == {"recovery_job", "instance_start", "first_write"}
     assert backend.next_recovery_name("postgres-cluster") == "postgres-cluster-v3"
     # A second recovery under an existing name is refused before anything is created.
     with pytest.raises(UsageError, match="already exists"):

@@ -2,8 +2,12 @@
 schema, history.jsonl, integrity, the results JSON Schema, and secrets never written.
 
 Fixtures under tests/data/reports/ are unmodified results.json files of real drill runs on
-the local backend: ``20261125T044211Z-3b5c39`` (clean-recovery and wal-gap, both passed)
-and ``20261125T043809Z-74798d`` (both could not verify: barman-cloud-backup failed).
+the local backend, written before per-path measures existed (they must still render):
+``20261125T044211Z-3b5c39`` (clean-recovery and wal-gap, both passed) and
+``20261125T043809Z-74798d`` (both could not verify: barman-cloud-backup failed).
+``tests/data/drills/wal-gap.json`` is a real wal-gap drill result of the current shape
+(``measures``, headline ``rpo``/``rto``, ``error``), trimmed (no audit, no integrity, a short
+log); the multi-path, error and minimal results below are plain dicts built from it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 import pytest
 
 from pgdrill.reports import render_run, report_main
-from pgdrill.reports.history import HistoryWarning, read_history
+from pgdrill.reports.history import HistoryWarning, history_entry, read_history, rto_regressions
 from pgdrill.reports.redact import REDACTED
 from pgdrill.reports.render import schema_errors
 from pgdrill.reports.timeline import build_timeline, id_ranges
@@ -402,10 +406,11 @@ def test_history_chart_and_rto_regression_against_last_good_run(tmp_path: Path) 
     assert chart.count("<polyline") == 2  # one line per scenario
     assert chart.count("<circle") == 2 * 4  # 4 runs up to this one (incl. the failed one)
 
-    # A higher threshold: no note.
-    with_threshold = tmp_path / "second"
-    html = render_run(stage(with_threshold, PASSED_RUN), rto_growth_threshold=0.5)["html"].read_text()
-    assert "No RTO grew more than 50 %" in sections(html).get("history") or "first run" in html
+    # A higher threshold, same history (re-rendering appends nothing): 43 % is no regression.
+    html = render_run(tmp_path / "reports" / PASSED_RUN / "results.json", rto_growth_threshold=0.5)["html"].read_text()
+    text = sections(html).get("history")
+    assert "No RTO grew more than 50 % against its last good run" in text
+    assert "RTO grew more than 50 %:" not in text and "RTO regression" not in sections(html).get("drill-wal-gap")
 
 
 # -- schema --------------------------------------------------------------------------------
@@ -427,6 +432,29 @@ def test_schema_validates_real_results_and_rejects_broken_ones() -> None:
     assert any("ledger" in e for e in schema_errors(broken["drills"][0]))
 
 
+def test_schema_accepts_the_new_fields_and_rejects_broken_ones() -> None:
+    drill = new_drill()
+    assert schema_errors(drill) == [] and schema_errors(failover_drill()) == []
+    assert schema_errors(error_drill()) == []
+    no_error = error_drill()
+    del no_error["error"]
+    assert any("error" in e for e in schema_errors(no_error))  # verdict error must say what was raised
+    # Only an error result may lack the expectation and the backend's details.
+    assert any("expect" in e for e in schema_errors({**error_drill(), "verdict": "failed"}))
+    broken = failover_drill()
+    del broken["measures"][0]["path"]
+    broken["measures"][1]["kind"] = "teleport"
+    broken["rpo"]["rpo_basis"] = "guess"
+    broken["detectors"][0]["status"] = "maybe"
+    errors = " ".join(schema_errors(broken))
+    for part in ("measures/0", "measures/1/kind", "rpo/rpo_basis", "detectors/0/status"):
+        assert part in errors, part
+    # Ledger rows of the new shape: nullable commit time and position, ops, states.
+    entry = {**drill["ledger"]["entries"][-1], "committed_at": None, "lsn": None, "walfile": None, "state": "in_doubt"}
+    assert schema_errors({**drill, "ledger": {**drill["ledger"], "entries": [entry]}}) == []
+    assert schema_errors({**drill, "ledger": {**drill["ledger"], "entries": [{**entry, "op": "upsert"}]}})
+
+
 def test_reports_written_from_local_runs_validate() -> None:
     """Every results file under reports/ (local runs, not committed) matches the schema."""
     found = list((REPO / "reports").glob("*/results.json")) + list((REPO / "reports").glob("*/drills/*.json"))
@@ -435,6 +463,327 @@ def test_reports_written_from_local_runs_validate() -> None:
     for path in found:
         assert schema_errors(json.loads(path.read_text())) == [], path
 
+
+
+# -- results of the current shape: per-path measures, headline, error ---------------------
+
+NEW_RUN = "20261201T213208Z-cffad9"
+T0 = "2026-12-01T21:32:16.050+00:00"
+
+
+def new_drill(**changes: Any) -> dict[str, Any]:
+    """The real wal-gap result of the current shape (one path, ``recovery``, 2 writes lost)."""
+    drill = json.loads((DATA / "drills" / "wal-gap.json").read_text())
+    drill.update(changes)
+    return drill
+
+
+def make_run(drills: list[dict[str, Any]], verdict: str | None = None, run_id: str = NEW_RUN,
+             not_run: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    order = ["failed", "error", "could_not_verify"]
+    verdicts = [d["verdict"] for d in drills]
+    overall = verdict or next((v for v in order if v in verdicts), "passed" if verdicts else "not_run")
+    return {"schema_version": 1, "run_id": run_id, "backend": "local", "started_at": "2026-12-01T21:32:08+00:00",
+            "finished_at": "2026-12-01T21:32:25+00:00", "verdict": overall, "drills": drills,
+            "not_run": not_run or []}
+
+
+def stage_run(tmp_path: Path, run: dict[str, Any]) -> Path:
+    assert schema_errors(run) == []  # every input here is a result the schema accepts
+    folder = tmp_path / "reports" / run["run_id"]
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "results.json"
+    target.write_text(json.dumps(run, indent=2) + "\n")
+    return target
+
+
+def write(seq: int, op: str = "insert", row_id: int | None = None) -> dict[str, Any]:
+    return {"seq": seq, "table": "moderation_event", "row_id": row_id or seq, "op": op,
+            "committed_at": f"2026-12-01T21:32:{10 + seq // 20:02d}.{seq % 20:02d}0000+00:00",
+            "lsn": f"0/{seq:X}000118", "walfile": f"0000000100000000000000{seq % 256:02X}"}
+
+
+def measure(path: str, kind: str, expected: int, lost: list[dict[str, Any]], rpo_s: float | None,
+            rto_s: float | None, in_doubt: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    present = expected - len(lost)
+    return {
+        "path": path, "kind": kind, "cluster": f"pg-{path}", "disaster_at": T0, "bound_seq": expected,
+        "target_seq": None, "expected_writes": expected, "present_writes": present, "lost_writes": len(lost),
+        "rows_expected": expected, "rows_present": present, "rpo_seconds": rpo_s, "rpo_basis": "commit_timestamp",
+        "rpo_lower_bound": False, "last_acknowledged": write(expected),
+        "prefix_end": write(lost[0]["seq"] - 1) if lost else write(expected),
+        "first_lost": lost[0] if lost else None, "lost": lost, "survivors_after_first_loss": [],
+        "in_doubt": in_doubt or [], "unverifiable": [], "after_target_present": [],
+        "rto": None if rto_s is None else {"kind": kind, "declared_at": T0, "total_s": rto_s, "wall_s": rto_s + 0.25,
+                                           "phases_s": {"detect": 0.25 * rto_s, "promote": 0.75 * rto_s},
+                                           "excluded_s": {"stop_source": 0.25}},
+    }
+
+
+def with_measures(drill: dict[str, Any], measures: list[dict[str, Any]], headline: str) -> dict[str, Any]:
+    """``drill`` with these paths; ``headline`` becomes rpo/rto, as DrillResult.set_measures does."""
+    worst = next(m for m in measures if m["path"] == headline)
+    drill["measures"] = measures
+    drill["rpo"] = {"path": worst["path"], "kind": worst["kind"], "seconds": worst["rpo_seconds"],
+                    "lost_writes": worst["lost_writes"], "expected_writes": worst["expected_writes"],
+                    "present_writes": worst["present_writes"], "rpo_basis": worst["rpo_basis"],
+                    "rpo_lower_bound": worst["rpo_lower_bound"], "last_committed": worst["last_acknowledged"],
+                    "last_recovered": worst["prefix_end"], "lost": worst["lost"], "lost_out_of_order": [],
+                    "in_doubt": worst["in_doubt"]}
+    rto = worst["rto"] or {}
+    drill["rto"] = {"total_s": rto.get("total_s"), "phases_s": rto.get("phases_s", {}),
+                    "excluded_s": rto.get("excluded_s", {}), "kind": worst["kind"], "path": worst["path"]}
+    return drill
+
+
+def failover_drill(failover_rto: float = 1.2, s3_rto: float = 8.0, s3_lost: int = 10,
+                   total: int = 40) -> dict[str, Any]:
+    """A failover drill: the replica promoted with nothing lost; the restore from the bucket
+    lost the last ``s3_lost`` of ``total`` writes, so s3_recovery is the worst path."""
+    lost = [write(seq) for seq in range(total + 1 - s3_lost, total + 1)]
+    in_doubt = [{**write(total + 1), "committed_at": None, "lsn": None, "walfile": None, "present": False}]
+    drill = new_drill(drill="lose-primary", verdict="passed",
+                      verdict_reasons=[], archive={}, recovery={"path": "failover", "promoted": True},
+                      ledger={"committed": total, "in_doubt": 1, "expected": total, "recovered": total - s3_lost})
+    drill["scenario"] = {**drill["scenario"], "name": "lose-primary"}
+    return with_measures(drill, [measure("failover", "failover", total, [], 0.0, failover_rto, in_doubt),
+                                 measure("s3_recovery", "archive", total, lost, 4.5, s3_rto, in_doubt)],
+                         "s3_recovery")
+
+
+def error_drill(name: str = "crashy") -> dict[str, Any]:
+    """What pgdrill.plugin.error_result writes for a drill that raised: almost nothing."""
+    return {"schema_version": 1, "drill": name, "scenario": {"name": name}, "backend": {"name": "local"},
+            "started_at": "2026-12-01T21:32:10+00:00", "finished_at": "2026-12-01T21:32:11+00:00",
+            "verdict": "error", "verdict_reasons": ["RuntimeError: psql exited 2 (last step: recover into pg-v2); "
+                                                    "nothing about this drill is known"],
+            "targets": {}, "source": {}, "backups": [], "faults": [], "disaster_declared_at": None, "recovery": {},
+            "rto": {"total_s": None, "phases_s": {}, "excluded_s": {}, "kind": None, "path": None}, "rpo": {},
+            "measures": [], "ledger": {}, "archive": {}, "detectors": [], "findings": [], "steps": [], "keep": {},
+            "error": {"type": "RuntimeError", "message": "psql exited 2 <stderr: 'FATAL'>", "interrupted": False,
+                      "where": ["drill.py:187 in run_scenario"]}}
+
+
+def test_real_new_result_validates_and_renders_its_path(tmp_path: Path) -> None:
+    drill = new_drill()
+    assert schema_errors(drill) == []
+    written = render_run(stage_run(tmp_path, make_run([drill])))
+    html = written["html"].read_text()
+    text = sections(html).get("drill-wal-gap")
+    # The path table: the one path, its writes, lost writes, RPO with its basis, RTO, phases, excluded.
+    paths = sections(html).get("drill-wal-gap-paths")
+    assert re.search(r"recovery archive 25 / 27 2 0\.712 s from commit timestamps 2\.980 s preflight 0\.275 s, "
+                     r"restore 0\.431 s, replay 1\.425 s, promote 0\.848 s, first_write 0\.002 s stop_source 0\.202 s",
+                     paths), paths
+    assert "worst path" not in paths  # one path: no "worst" label
+    assert "2 acknowledged write(s) lost : insert moderation_event ids 26, 27" in text
+    assert "Writes lost 2" in text and "Rows missing" not in text
+    assert "Not in the RTO (harness waits): stop_source 0.202 s" in text
+    assert "RPO from commit timestamps" in text
+    # The timeline marks the lost writes by their sequence (the result has no ledger.missing).
+    svg = html[html.index('id="drill-wal-gap"'):]
+    svg = svg[svg.index('<svg class="timeline"'):svg.index("</svg>")]
+    assert svg.count('class="tick-lost"') == 2
+    assert "RPO window 0.712 s, 2 write(s) lost" in svg
+    validate_junit(written["junit"])
+
+
+def test_two_path_result_shows_the_worst_path_and_its_lost_writes(tmp_path: Path) -> None:
+    drill = failover_drill()
+    html = render_run(stage_run(tmp_path, make_run([drill])))["html"].read_text()
+    page = sections(html)
+    text = page.get("drill-lose-primary")
+    paths = page.get("drill-lose-primary-paths")
+    assert re.search(r"s3_recovery worst path archive 30 / 40 10 4\.500 s from commit timestamps 8\.000 s", paths)
+    assert re.search(r"failover failover 40 / 40 0 0\.000 s from commit timestamps 1\.200 s", paths)
+    assert paths.index("s3_recovery") < paths.index("failover failover")  # the headline first
+    # The 10 lost writes by op, table and id; the table of them has exactly 10 rows.
+    assert "10 acknowledged write(s) lost : insert moderation_event ids 31-40" in text
+    section = html[html.index('id="drill-lose-primary"'):]
+    lost_table = section[section.index('<table class="lost-writes">'):]
+    lost_table = lost_table[:lost_table.index("</table>")]
+    assert lost_table.count("<tr>") == 1 + 10
+    assert "moderation_event 31 " in text and "moderation_event 40 " in text
+    assert "No acknowledged write lost on this path." in text  # the failover path
+    assert "Writes lost path s3_recovery (worst) 10 : insert moderation_event ids 31-40" in text
+    assert "Rows missing none" not in text and "Writes lost none" not in text and "Rows missing" not in text
+    assert "10 acknowledged write(s) lost on path s3_recovery (worst path)" in text
+    # In-doubt write: listed with whether it came back.
+    assert re.search(r"1 write\(s\) in doubt .* 41 insert moderation_event 41 absent", text)
+    summary = page.get("summary")
+    assert re.search(r"lose-primary PASS s3_recovery of 2 30 / 40 10 8\.000 s 4\.500 s", summary), summary
+
+
+def test_more_than_fifty_lost_writes_are_listed_then_counted(tmp_path: Path) -> None:
+    html = render_run(stage_run(tmp_path, make_run([failover_drill(s3_lost=60, total=100)])))["html"].read_text()
+    section = html[html.index('id="drill-lose-primary"'):]
+    lost_table = section[section.index('<table class="lost-writes">'):]
+    assert lost_table[:lost_table.index("</table>")].count("<tr>") == 1 + 50
+    assert "… and 10 more lost write(s)" in sections(html).get("drill-lose-primary")
+
+
+def test_error_drill_is_prominent_not_passed_and_a_junit_error(tmp_path: Path) -> None:
+    passed = new_drill(verdict="passed", verdict_reasons=[])
+    # A results.json that claims "passed" (an older writer): the page still says ERROR.
+    written = render_run(stage_run(tmp_path, make_run([passed, error_drill()], verdict="passed")))
+    page = sections(written["html"].read_text())
+    banner = page.get("overall-verdict")
+    assert banner.startswith("ERROR") and "This is not a pass" in banner
+    assert "states the verdict “passed”" in banner
+    assert "Drills: ERROR 1 · PASS 1" in banner
+    box = page.get("drill-crashy-error")
+    assert box.startswith("ERROR: RuntimeError") and "psql exited 2 <stderr: 'FATAL'>" in box
+    assert "at drill.py:187 in run_scenario" in box
+    assert "No recovery path was measured: the drill raised" in page.get("drill-crashy")
+    assert re.search(r"crashy ERROR none measured \? / \? \? n/a n/a", page.get("summary"))
+
+    validate_junit(written["junit"])
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(written["junit"]).getroot().find("testsuite")
+    assert suite is not None
+    counts = (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped"))
+    assert counts == ("2", "0", "1", "0")
+    case = next(c for c in suite.findall("testcase") if c.get("name") == "crashy")
+    assert case.find("failure") is None and case.find("skipped") is None
+    error = case.find("error")
+    assert error is not None and error.get("type") == "error"
+    assert error.get("message") == "ERROR: RuntimeError: psql exited 2 <stderr: 'FATAL'>"
+    out = case.find("system-out")
+    assert out is not None and "crashy: ERROR" in (out.text or "") and "error: RuntimeError" in (out.text or "")
+
+
+def test_junit_not_run_is_skipped_only_and_failures_count_failed_and_could_not_verify(tmp_path: Path) -> None:
+    skipped_drill = new_drill(drill="lose-cluster", verdict="not_run", verdict_reasons=["kind not installed"],
+                              measures=[], rpo={}, rto={"total_s": None, "phases_s": {}})
+    failed = new_drill(drill="failing")  # the real result: verdict failed
+    cnv = new_drill(drill="unsure", verdict="could_not_verify", verdict_reasons=["detector(s) could not run: target"])
+    run = make_run([skipped_drill, failed, cnv],
+                   not_run=[{"drill": "other", "verdict": "not_run", "reason": "deselected"}])
+    written = render_run(stage_run(tmp_path, run))
+    validate_junit(written["junit"])
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(written["junit"]).getroot().find("testsuite")
+    assert suite is not None
+    counts = (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped"))
+    assert counts == ("4", "2", "0", "2")  # not_run: skipped only; failed + could_not_verify: failures
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    for name in ("lose-cluster", "other"):
+        assert cases[name].find("failure") is None and cases[name].find("error") is None
+        assert cases[name].find("skipped") is not None
+    skipped = cases["lose-cluster"].find("skipped")
+    assert skipped is not None and skipped.get("message") == "NOT RUN: kind not installed"
+    assert cases["failing"].find("failure").get("type") == "failed"  # type: ignore[union-attr]
+    assert cases["unsure"].find("failure").get("type") == "could_not_verify"  # type: ignore[union-attr]
+
+
+def test_history_records_paths_and_missing_rows_of_the_headline() -> None:
+    # PITR: the recovery owes 25 writes (up to the target) and has all 25; 27 were committed.
+    pitr = new_drill(drill="pitr", verdict="passed")
+    pitr_path = measure("pitr-inside-window", "archive", 25, [], 0.0, 3.0)
+    pitr_path["target_seq"] = 25
+    pitr = with_measures(pitr, [pitr_path], "pitr-inside-window")
+    pitr["ledger"] = {**{k: v for k, v in pitr["ledger"].items() if k != "entries"},
+                      "committed": 27, "expected": 25, "recovered": 25, "lost_writes": 0}
+    entry = history_entry(make_run([pitr, failover_drill(), error_drill()]), "0" * 64)["drills"]
+    assert entry["pitr"]["missing_rows"] == 0  # not committed − recovered = 2
+    assert entry["pitr"]["lost_writes"] == 0 and entry["pitr"]["expected_writes"] == 25
+    assert entry["lose-primary"] | {} == {
+        **entry["lose-primary"], "verdict": "passed", "path": "s3_recovery", "kind": "archive", "rto_s": 8.0,
+        "rpo_s": 4.5, "lost_writes": 10, "expected_writes": 40, "missing_rows": 10,
+        "paths": {"failover": {"kind": "failover", "rto_s": 1.2, "rpo_s": 0.0, "lost_writes": 0},
+                  "s3_recovery": {"kind": "archive", "rto_s": 8.0, "rpo_s": 4.5, "lost_writes": 10}}}
+    assert entry["crashy"]["verdict"] == "error" and entry["crashy"]["rto_s"] is None
+    # Results from before per-path measures: the missing row ids.
+    old = history_entry(load(PASSED_RUN), "0" * 64)["drills"]
+    assert old["wal-gap"]["missing_rows"] == 2 and old["clean-recovery"]["missing_rows"] == 0
+
+
+def _line(run_id: str, drills: dict[str, Any], verdict: str = "passed") -> dict[str, Any]:
+    return {"history_version": 1, "run_id": run_id, "time": run_id[:4] + "-" + run_id[4:6] + "-" + run_id[6:8]
+            + "T00:00:00+00:00", "backend": "local", "verdict": verdict, "results_sha256": "0" * 64, "drills": drills}
+
+
+def _paths_entry(failover: float, s3: float) -> dict[str, Any]:
+    return {"verdict": "passed", "rto_s": failover, "rpo_s": 0.0, "path": "failover", "kind": "failover",
+            "paths": {"failover": {"kind": "failover", "rto_s": failover, "rpo_s": 0.0, "lost_writes": 0},
+                      "s3_recovery": {"kind": "archive", "rto_s": s3, "rpo_s": 0.0, "lost_writes": 0}}}
+
+
+def test_rto_regression_compares_failover_with_failover_and_archive_with_archive(tmp_path: Path) -> None:
+    # Last good run: the failover took 1.0 s, the restore from the bucket 9.5 s; its headline
+    # (rto_s) was the failover.  This run's headline is s3_recovery at 8.0... 10.0 s.
+    past = [_line("20261120T000000Z-000001", {"lose-primary": _paths_entry(1.0, 9.5)})]
+    run = make_run([failover_drill(failover_rto=1.1, s3_rto=10.0)])
+    assert rto_regressions(past, run) == []  # 10.0 s archive vs 1.0 s failover would be +900 %
+    grown = rto_regressions(past, make_run([failover_drill(failover_rto=1.1, s3_rto=12.0)]))
+    assert [(r.path, r.kind, r.previous_rto_s, r.rto_s) for r in grown] == [("s3_recovery", "archive", 9.5, 12.0)]
+    assert grown[0].message.startswith("RTO of lose-primary path s3_recovery (archive) grew 26% against the last "
+                                       "good run 20261120T000000Z-000001")
+    failover_grew = rto_regressions(past, make_run([failover_drill(failover_rto=1.5, s3_rto=9.5)]))
+    assert [(r.path, r.kind) for r in failover_grew] == [("failover", "failover")]
+    # An old line holds one RTO of unknown kind: compared with a one-path drill only.
+    legacy = [_line("20261120T000000Z-000001", {"lose-primary": {"verdict": "passed", "rto_s": 1.0},
+                                                "wal-gap": {"verdict": "passed", "rto_s": 2.0}})]
+    assert rto_regressions(legacy, make_run([failover_drill()])) == []
+    (one,) = rto_regressions(legacy, make_run([new_drill()]))
+    assert (one.drill, one.path, one.previous_rto_s, one.rto_s) == ("wal-gap", "recovery", 2.0, 2.98)
+
+    # The chart keeps the two kinds apart: one line per drill and kind.
+    history = tmp_path / "reports" / "history.jsonl"
+    history.parent.mkdir(parents=True)
+    history.write_text(json.dumps(past[0]) + "\n")
+    results = stage_run(tmp_path, make_run([failover_drill(failover_rto=1.1, s3_rto=10.0)]))
+    html = render_run(results)["html"].read_text()
+    chart = html[html.index('aria-label="RTO per scenario over past runs"'):]
+    chart = chart[:chart.index("</svg>")]
+    assert "● lose-primary · archive" in chart and "● lose-primary · failover" in chart
+    assert chart.count("<polyline") == 2
+    assert "lose-primary · archive, run 20261120T000000Z-000001: 9.500 s" in chart
+    assert "lose-primary · archive, run 20261201T213208Z-cffad9: 10.000 s" in chart
+    assert "lose-primary · failover, run 20261201T213208Z-cffad9: 1.100 s" in chart
+    text = sections(html).get("history")
+    assert "No RTO grew more than 20 %" in text
+    assert "s3_recovery (worst) (archive: 10.000 s, 4.500 s, 10)" in text
+
+
+def test_minimal_results_render_whatever_is_missing_or_null(tmp_path: Path) -> None:
+    """The template renders for any result the schema accepts: here every optional figure is
+    missing or null (the 'int * NoneType' crash was an RTO with phases but no total)."""
+    base = {"schema_version": 1, "scenario": {"name": "x", "expect": {"outcome": "complete"}},
+            "backend": {"name": "local", "pgdrill": "0.1.0", "user": "u", "host": "h"},
+            "started_at": "2026-12-01T00:00:00+00:00", "finished_at": None, "verdict": "could_not_verify",
+            "verdict_reasons": [], "targets": {"rto_s": 300.0, "rpo_s": 300.0}, "source": {}, "backups": [],
+            "faults": [], "disaster_declared_at": None, "recovery": {}, "rpo": {}, "ledger": {}, "archive": {},
+            "detectors": [], "findings": [], "steps": []}
+    phases_no_total = {**base, "drill": "phases-no-total", "rto": {"total_s": None, "phases_s": {"restore": 1.5,
+                                                                                               "replay": None}}}
+    nothing = {**base, "drill": "nothing", "rto": {"total_s": None, "phases_s": {}}, "measures": [], "error": {}}
+    unknown = measure("recovery", "archive", 5, [], None, None)
+    unknown.update(lost_writes=3, present_writes=2, last_acknowledged=None, prefix_end=None)
+    null_path = {**base, "drill": "null-path", "rto": {"total_s": None, "phases_s": {}, "excluded_s": {},
+                                                       "kind": None, "path": None},
+                 "rpo": {"path": "recovery", "seconds": None, "lost_writes": 3}, "measures": [unknown],
+                 "detectors": [{"name": "rto", "status": "not_applicable", "summary": "never came up",
+                                "finding_codes": [], "seconds": 0}]}
+    no_targets = {**nothing, "drill": "no-targets", "targets": {}, "verdict": "passed"}
+    drills = [phases_no_total, nothing, null_path, no_targets, error_drill()]
+    for drill in drills:
+        assert schema_errors(drill) == [], drill["drill"]
+    written = render_run(stage_run(tmp_path, make_run(drills)))
+    page = sections(written["html"].read_text())
+    assert page.get("overall-verdict").startswith("ERROR")
+    assert "restore: 1.500 s" in page.get("drill-phases-no-total")
+    assert "n/a / target 300 s · not measured" in page.get("drill-phases-no-total")
+    text = page.get("drill-null-path")
+    assert "Writes lost 3" in text and "none" not in text.split("Writes lost")[1][:20]
+    assert "RPO cannot be computed" in text
+    assert re.search(r"recovery archive 2 / 5 3 n/a from commit timestamps n/a not measured", text)
+    assert "not applicable" in text
+    assert "Not compared: no comparison of the ledger" in page.get("drill-nothing")
+    assert "No recovery path was measured." in page.get("drill-nothing")
+    validate_junit(written["junit"])
 
 # -- CLI entry -----------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ import pytest
 
 from chromium_cdp import find_chromium, visit
 from pgdrill.reports import render_run
-from test_reports import CNV_RUN, PASSED_RUN, make_could_not_verify, stage
+from test_reports import (
+    CNV_RUN, PASSED_RUN, error_drill, failover_drill, make_could_not_verify, make_run, new_drill, stage, stage_run,
+)
 
 CHROMIUM = find_chromium()
 pytestmark = [
@@ -87,6 +89,28 @@ def test_report_opens_offline_without_errors_or_requests(tmp_path: Path, case: s
     assert png.startswith(b"\x89PNG") and len(png) > 50_000
     pdf = (tmp_path / f"report-{case}.pdf").read_bytes()
     assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page") >= 3
+
+
+def test_multi_path_and_error_report_opens_without_errors_or_overflow(tmp_path: Path) -> None:
+    """The recovery-path tables (nine columns, phases spelled out) fit the page; an error drill renders."""
+    assert CHROMIUM is not None
+    html = render_run(stage_run(tmp_path, make_run([new_drill(verdict="passed"), failover_drill(s3_lost=60, total=100),
+                                                    error_drill()])))["html"]
+    shot = tmp_path / "report-paths.png"
+    checks = {**CHECKS,
+              "paths": "document.querySelectorAll('table.paths').length",
+              "worst": "document.querySelectorAll('table.paths tr.worst').length",
+              "error_box": "document.querySelector('.error-box') ? "
+                           "getComputedStyle(document.querySelector('.error-box')).borderTopWidth : null"}
+    page = visit(CHROMIUM, html, tmp_path / "profile", shot, expressions=checks, log=tmp_path / "chromium.log")
+    _keep(shot)
+    assert page.console_errors == []
+    assert page.requests == [] and page.failed_requests == []
+    evaluated = page.evaluated
+    assert evaluated["verdict"] == "ERROR"
+    assert evaluated["overflow"] <= 0, "the page scrolls sideways"
+    assert evaluated["paths"] == 2 and evaluated["worst"] == 1
+    assert evaluated["error_box"] == "3px"
 
 
 def test_the_checks_catch_an_external_resource(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ faults:
 expect:
   outcome: loss_detected
   findings: [WAL_GAP]
+  lost_writes: 2
+  rpo_seconds: [0.1, 30]
 """
 
 
@@ -46,6 +48,11 @@ def test_good_scenario(tmp_path):
     (("findings: [WAL_GAP]", "findings: [WAL_HOLE]"), r"unknown finding code 'WAL_HOLE'"),
     (("outcome: loss_detected", "outcome: fine"), r"expect\.outcome = 'fine' is not allowed"),
     (("description: test", "description: test\nfixtures: x"), r"unknown key fixtures"),
+    (("  lost_writes: 2\n", ""), r"expect\.lost_writes and expect\.rpo_seconds are required"),
+    (("  rpo_seconds: [0.1, 30]\n", ""), r"expect\.lost_writes and expect\.rpo_seconds are required"),
+    (("lost_writes: 2", "lost_writes: [3, 1]"), r"lost_writes must be a number or \[min, max\]"),
+    (("rpo_seconds: [0.1, 30]", "rpo_seconds: [5]"), r"rpo_seconds must be \[min, max\]"),
+    (("findings: [WAL_GAP]", "findings: [WAL_GAP]\n  allowed: [NOPE]"), r"unknown finding code 'NOPE'"),
 ])
 def test_bad_scenarios_name_file_key_and_allowed_values(tmp_path, change, message):
     path = scenario_file(tmp_path, GOOD.replace(*change))

@@ -52,6 +52,12 @@ def _run(args: argparse.Namespace) -> int:
                     fixtures = Path(scenario.source_file).resolve().parent.parent / "fixtures"
                     result = run_scenario(DrillContext(scenario, config, backend, run.state_dir(scenario.name),
                                                        fixtures, args.keep))
+                except BaseException as exc:  # interrupted: keep the drill's error result
+                    partial = getattr(exc, "pgdrill_result", None)
+                    if partial is not None:
+                        run.add(partial)
+                        print(summary_line(partial.to_dict()))
+                    raise
                 finally:
                     backend.close()  # type: ignore[attr-defined]
                 run.add(result)
@@ -62,7 +68,8 @@ def _run(args: argparse.Namespace) -> int:
                     print(f"  kept for inspection: {result.keep}")
     except KeyboardInterrupt:
         print("interrupted: every process and directory of the running drill was released", file=sys.stderr)
-        run.write()
+        path = run.write()
+        _render(path)
         return 130
     path = run.write()
     _render(path)

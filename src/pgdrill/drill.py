@@ -19,30 +19,26 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
+from .audit_hook import audit_archive
 from .backends.base import Backend, ClusterHandle, RecoveryOutcome, RecoveryTarget
 from .config import Config
-from .errors import CouldNotVerify, PgdrillError, UsageError
-from .audit_hook import audit_archive
 from .digest import DigestSet
+from .errors import CouldNotVerify, DrillFailed, PgdrillError, S3Error, UsageError
 from .faults import FaultContext, inject
+from .findings import ARCHIVE_NOT_EMPTY, BACKUP_UNUSABLE, COULD_NOT_VERIFY, RECOVERY_FAILED, Finding
 from .integrity import check_integrity, record_digests
-from .findings import (
-    ARCHIVE_NOT_EMPTY, BACKUP_UNUSABLE, COULD_NOT_VERIFY, RECOVERY_FAILED, RECOVERY_TARGET_UNREACHED, Finding,
-    Severity,
-)
+from .judge import LOSS_CODES, judge
 from .ledger import Ledger
-from .measures import compute_rpo, rpo_findings, rto_findings
+from .measures import PathKind, PathMeasure, RtoClock, rpo_findings, rto_findings
 from .results import DetectorOutcome, DetectorStatus, DrillResult, Verdict
-from .scenario import Expectation, Scenario
-from .verify import TARGET_NOT_REACHED, check_archive, check_ledger, check_target
-from .wal import Lsn
+from .scenario import Scenario
+from .verify import check_archive, check_ledger, check_target
 from .workload import Fixture, Workload, load_fixture
 
 log = logging.getLogger("pgdrill.drill")
 
-#: Codes that mean "data is gone or unreachable"; a ``complete`` expectation allows none.
-LOSS_CODES = {"WAL_GAP", "SILENT_DATA_LOSS", "REPLAY_STOPPED_EARLY", "RECOVERY_TARGET_UNREACHED",
-              "RECOVERY_FAILED", "RPO_EXCEEDED", "WAL_SEGMENT_UNREADABLE"}
+__all__ = ["LOSS_CODES", "DrillContext", "Disaster", "Steps", "drill_result", "guard", "recover_and_verify",
+           "run_scenario"]
 
 
 def now_iso() -> str:
@@ -101,6 +97,25 @@ def drill_result(ctx: DrillContext) -> tuple[DrillResult, Steps]:
     return result, Steps(result, ctx.progress, scenario.name)
 
 
+@dataclass
+class Disaster:
+    """The moment pgdrill injects the fault that takes the source away (docs/measures.md).
+
+    RTO is counted from here, and every recovery owes the writes acknowledged before it
+    (``bound_seq``, by the client's sequence: no clocks are compared)."""
+
+    clock: RtoClock
+    bound_seq: int
+
+    @classmethod
+    def declare(cls, ledger: Ledger, kind: PathKind = "archive") -> Disaster:
+        return cls(RtoClock(kind, time.monotonic(), now_iso()), ledger.acked_through())
+
+    def source_gone(self) -> None:
+        """The fault's own call returned: stopping a process and waiting for it is harness time."""
+        self.clock.exclude("stop_source", time.monotonic())
+
+
 def run_scenario(ctx: DrillContext) -> DrillResult:
     scenario, config, backend = ctx.scenario, ctx.config, ctx.backend
     try:
@@ -113,7 +128,8 @@ def run_scenario(ctx: DrillContext) -> DrillResult:
     ledger = Ledger(ctx.state_dir / "ledger.jsonl")
     segment_size = config.archive.segment_size_mb * 1024 * 1024
     wl = scenario.workload
-    try:
+    workload: Workload | None = None
+    with guard(result):
         fixture = load_fixture(wl.fixture, ctx.fixtures_dir)
         with step("provision source cluster with WAL archiving"):
             source = backend.create_source(config.source.cluster_name, wl.archive_timeout_seconds)
@@ -133,7 +149,7 @@ def run_scenario(ctx: DrillContext) -> DrillResult:
             with step("base backup (barman-cloud-backup)"):
                 backup_id = backend.take_backup(source)
                 result.backups.append({"backup_id": backup_id, "taken_at": now_iso()})
-        target, target_index = _write_after_backup(scenario, workload, ledger, step)
+        target, target_seq = _write_after_backup(scenario, workload, ledger, step)
         if wl.steady_seconds:
             with step(f"steady load for {wl.steady_seconds:.0f}s (one row every {wl.write_interval_seconds}s)"):
                 workload.steady(wl.steady_seconds, wl.write_interval_seconds)
@@ -145,25 +161,74 @@ def run_scenario(ctx: DrillContext) -> DrillResult:
         if lost_by_fault:  # the digests must be taken while the source still exists
             with step("record content digests of the source"):
                 record_digests(backend, source, fixture.database, ctx.state_dir)
+        disaster: Disaster | None = None
         for spec in scenario.faults:
             with step(f"inject fault {spec.kind}"):
+                if spec.kind == "lose_cluster":
+                    workload.close()
+                    disaster = Disaster.declare(ledger)
                 result.faults.append(inject(fault_ctx, spec).to_dict())
+                if spec.kind == "lose_cluster" and disaster is not None:
+                    disaster.source_gone()
         with step("audit the archive (as pgdrill audit would)"):
             result.audit["after"] = audit_archive(backend, source)
-        if not lost_by_fault:
+        if disaster is None:
             with step("record content digests of the source"):
                 record_digests(backend, source, fixture.database, ctx.state_dir)
             with step("disaster: stop the source cluster hard"):
+                workload.close()
+                disaster = Disaster.declare(ledger)
                 backend.lose(source, destroy_data=False)
-        judge_recovery(ctx, result, step, ledger, fixture, source, recovery_name, target, target_index)
-        result.verdict, result.verdict_reasons = evaluate(scenario.expect, result)
+                disaster.source_gone()
+        result.disaster_declared_at = disaster.clock.declared_at
+        measure, _ = recover_and_verify(ctx, result, step, ledger, fixture, source, recovery_name, disaster,
+                                        target, target_seq)
+        result.set_measures([measure] if measure else [])
+        result.verdict, result.verdict_reasons = judge(scenario.expect, result, config.targets.rto_seconds)
+    if workload is not None:
+        workload.close()
+    result.finished_at = now_iso()
+    if ctx.keep and hasattr(backend, "keep_info"):
+        result.keep = backend.keep_info()  # type: ignore[attr-defined]
+    return result
+
+
+@contextmanager
+def guard(result: DrillResult) -> Iterator[None]:
+    """The one error guard of every drill: whatever stops it is recorded in ``result``.
+
+    ``DrillFailed`` is a verified failure; any other ``PgdrillError`` means pgdrill could not
+    find out; anything else (a bug, a library error) and an interrupt are an ERROR, recorded
+    before an interrupt is re-raised so the run still reports the drill (docs/results.md).
+    """
+    try:
+        yield
+    except DrillFailed as exc:
+        result.verdict, result.verdict_reasons = Verdict.FAILED, [str(exc)]
     except PgdrillError as exc:
         result.verdict, result.verdict_reasons = could_not_verify(exc)
-    finally:
+    except Exception as exc:
+        _record_error(result, exc)
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit: record, then let it unwind
+        _record_error(result, exc)
         result.finished_at = now_iso()
-        if ctx.keep and hasattr(backend, "keep_info"):
-            result.keep = backend.keep_info()  # type: ignore[attr-defined]
-    return result
+        exc.pgdrill_result = result  # type: ignore[attr-defined]
+        raise
+
+
+def _record_error(result: DrillResult, exc: BaseException) -> None:
+    import traceback
+
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    result.verdict = Verdict.ERROR
+    result.error = {"type": type(exc).__name__, "message": message or ("interrupted" if interrupted else ""),
+                    "interrupted": interrupted,
+                    "where": [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}" for f in where]}
+    step = result.steps[-1]["step"] if result.steps else "before the first step"
+    result.verdict_reasons = [("interrupted" if interrupted else f"{type(exc).__name__}: {message}")
+                              + f" (last step: {step}); nothing about this drill is known"]
 
 
 def could_not_verify(exc: PgdrillError) -> tuple[Verdict, list[str]]:
@@ -172,43 +237,48 @@ def could_not_verify(exc: PgdrillError) -> tuple[Verdict, list[str]]:
     return Verdict.COULD_NOT_VERIFY, [reason]
 
 
-def judge_recovery(ctx: DrillContext, result: DrillResult, step: Steps, ledger: Ledger, fixture: Fixture,
-                   source: ClusterHandle, recovery_name: str, target: RecoveryTarget | None = None,
-                   target_index: int | None = None) -> None:
-    """Declare the disaster (the source is gone by now), recover into ``recovery_name`` and run
-    every detector and measure into ``result`` (a refused recovery is recorded as such).
-    Shared by scenario drills and Python drills; the caller judges with ``evaluate``."""
+def recover_and_verify(ctx: DrillContext, result: DrillResult, step: Steps, ledger: Ledger, fixture: Fixture,
+                       source: ClusterHandle, recovery_name: str, disaster: Disaster,
+                       target: RecoveryTarget | None = None, target_seq: int | None = None,
+                       path: str = "recovery") -> tuple[PathMeasure | None, RecoveryOutcome | None]:
+    """Recover ``source``'s archive into ``recovery_name`` and run every detector and measure of
+    that recovery path into ``result``; returns the path's measure (None: nothing came up) and
+    the recovery (None: refused).
+    The source is gone by now (``disaster``).  The caller judges with ``pgdrill.judge``."""
     backend, config = ctx.backend, ctx.config
     segment_size = config.archive.segment_size_mb * 1024 * 1024
-    # RTO starts when the loss is declared, i.e. once the source is gone.
-    disaster_wall = datetime.now(timezone.utc)
-    disaster = time.monotonic()
-    result.disaster_declared_at = disaster_wall.isoformat(timespec="milliseconds")
+    clock = disaster.clock
     with step(f"recover into {recovery_name}"):
+        begun = time.monotonic()
         try:
             recovery = backend.recover(source, recovery_name, target, archive=True)
+        except S3Error as exc:
+            result.add_detector(_could_not_run("recovery", f"the object store failed during recovery: {exc}"))
+            return None, None
         except UsageError as exc:
             _refused(result, exc, backend, recovery_name)
-            return
+            return None, None
+        clock.add_phases(recovery.phases, begun)
         if not recovery.promoted and recovery.failed_step == "restore" and len(result.backups) > 1:
-            recovery = _fall_back(result, backend, source, recovery, target, step)
-    _record_recovery(result, recovery, disaster, target)
-    with step("verify: ledger vs recovered rows"):
-        ledger_check = check_ledger(backend, recovery, ledger, fixture, target_index)
+            recovery = _fall_back(result, backend, source, recovery, target, step, clock)
+    _record_recovery(result, recovery, target, path)
+    if recovery.promoted:
+        step.progress(f"[pgdrill {step.name}] {recovery_name}: promoted, RTO {clock.total:.1f}s")
+    else:
+        step.progress(f"[pgdrill {step.name}] {recovery_name}: did NOT come up ({recovery.failed_step})")
+    with step("verify: ledger vs recovered writes"):
+        ledger_check, measure = check_ledger(backend, recovery.cluster if recovery.promoted else None, ledger,
+                                             fixture, path, clock.kind, disaster.bound_seq, target_seq,
+                                             clock.declared_at)
         result.add_detector(ledger_check.outcome)
     with step("verify: archive continuity"):
         archive_check = check_archive(backend, source, recovery, ledger, segment_size, to_latest=target is None)
         result.add_detector(archive_check.outcome)
         result.archive = archive_check.summary
-    if target is None:
-        with step("verify: recovery to the last ledger LSN"):
-            end = archive_check.summary.get("backup_end_lsn")
-            target_outcome, _ = check_target(backend, source, ledger, f"{recovery_name}-target-check", ctx.keep,
-                                             recovery, Lsn.parse(end) if end else None)
-            result.add_detector(target_outcome)
-    else:
-        # The drill's recovery had the target itself: PostgreSQL's verdict is the check.
-        result.add_detector(_target_from_recovery(recovery, target))
+    owed_until = target_seq if target_seq is not None else disaster.bound_seq
+    with step("verify: recovery to the last owed write's LSN"):
+        result.add_detector(check_target(backend, source, ledger, owed_until, f"{recovery_name}-target-check",
+                                         recovery.backup_id, segment_size, ctx.keep))
     if recovery.promoted and recovery.cluster is not None:
         with step("verify: integrity (page checksums, amcheck, content digests)"):
             digests = DigestSet.load(ctx.state_dir)
@@ -217,23 +287,42 @@ def judge_recovery(ctx: DrillContext, result: DrillResult, step: Steps, ledger: 
             for outcome in integrity.outcomes:
                 result.add_detector(outcome)
             result.integrity = integrity.report
-    expected = ledger.entries if target_index is None else ledger.entries[: target_index + 1]
-    expected = [e for e in expected if e.op == "insert"]
-    rpo = compute_rpo(expected, ledger_check.recovered, disaster_wall) if ledger_check.recovered else None
     result.ledger = {**ledger_check.summary, "committed": len(ledger),
-                     "entries": [asdict(e) for e in ledger.entries]}
-    if rpo is not None:
-        result.rpo = rpo.to_dict()
-        result.add_detector(_measure("rpo", rpo_findings(rpo, config.targets.rpo_seconds),
-                                     f"{rpo.seconds:.1f}s, {rpo.lost_writes} writes lost"))
-    result.add_detector(_measure("rto", rto_findings(result.rto.total, result.rto.phases, config.targets.rto_seconds),
-                                 f"{result.rto.total:.1f}s" if result.rto.total is not None
-                                 else "not measured: no promotion"))
+                     "entries": [asdict(e) for e in ledger.all_writes]}
+    if measure is not None:
+        measure.rto = clock.to_dict() if recovery.promoted else None
+        result.add_detector(_measure("rpo", rpo_findings(measure, config.targets.rpo_seconds),
+                                     f"{path}: {_seconds(measure.rpo_seconds)}, {measure.lost_writes} "
+                                     "acknowledged write(s) lost"))
+    result.add_detector(_rto_detector(path, measure, recovery, config.targets.rto_seconds))
+    return measure, recovery
+
+
+def _seconds(value: float | None) -> str:
+    return "RPO unknown" if value is None else f"RPO {value:.3f}s"
+
+
+def _rto_detector(path: str, measure: PathMeasure | None, recovery: RecoveryOutcome,
+                  bound_seconds: float) -> DetectorOutcome:
+    if not recovery.promoted:
+        return DetectorOutcome("rto", DetectorStatus.NOT_APPLICABLE,
+                               f"{path}: no RTO, the recovered cluster never came up (see RECOVERY_FAILED)")
+    rto = measure.rto if measure is not None else None
+    if not rto:
+        return _could_not_run("rto", f"{path}: the recovery came up but its RTO was not measured")
+    return _measure("rto", rto_findings(path, rto, bound_seconds),
+                    f"{path}: {rto['total_s']:.2f}s (" + ", ".join(f"{k} {v:.2f}s" for k, v in rto["phases_s"].items())
+                    + ")")
+
+
+def _could_not_run(name: str, why: str) -> DetectorOutcome:
+    return DetectorOutcome(name, DetectorStatus.COULD_NOT_VERIFY, why, [Finding(COULD_NOT_VERIFY, why, name)])
 
 
 def _write_after_backup(scenario: Scenario, workload: Workload, ledger: Ledger,
                         step: Steps) -> tuple[RecoveryTarget | None, int | None]:
-    """Write the post-backup rows; for a PITR scenario, place the target after write N."""
+    """Write the post-backup rows; for a PITR scenario, place the target after write N and
+    return it with that write's sequence number."""
     wl, spec = scenario.workload, scenario.recovery
     if spec.target == "latest" or spec.after_write is None:
         with step(f"write {wl.writes_after_backup} rows after the backup"):
@@ -245,7 +334,6 @@ def _write_after_backup(scenario: Scenario, workload: Workload, ledger: Ledger,
               f"{wl.writes_after_backup - spec.after_write} more"):
         before = workload.write(spec.after_write, "after_backup", switch_wal_each=wl.segment_per_write)
         last = before[-1]
-        target_index = ledger.entries.index(last)
         if spec.target == "name":
             name = f"pgdrill-after-row-{last.row_id}"
             workload.restore_point(name)
@@ -256,12 +344,12 @@ def _write_after_backup(scenario: Scenario, workload: Workload, ledger: Ledger,
             time.sleep(0.05)
             target = RecoveryTarget(time=last.committed_at)
         else:
-            target = RecoveryTarget(lsn=Lsn.parse(last.lsn))
+            target = RecoveryTarget(lsn=last.position)
         workload.write(wl.writes_after_backup - spec.after_write, "after_backup",
                        switch_wal_each=wl.segment_per_write)
         if not wl.segment_per_write:
             workload.close_segment()
-    return target, target_index
+    return target, last.seq
 
 
 def _refused(result: DrillResult, exc: UsageError, backend: Backend, recovery_name: str) -> None:
@@ -282,40 +370,41 @@ def _refused(result: DrillResult, exc: UsageError, backend: Backend, recovery_na
 
 
 def _fall_back(result: DrillResult, backend: Backend, source: ClusterHandle, failed: RecoveryOutcome,
-               target: RecoveryTarget | None, step: Steps) -> RecoveryOutcome:
-    """What an operator does when the newest backup will not restore: take the previous one."""
+               target: RecoveryTarget | None, step: Steps, clock: RtoClock) -> RecoveryOutcome:
+    """What an operator does when the newest backup will not restore: take the previous one.
+    The failed attempt is part of the RTO (an operator waits for it too)."""
     result.add_detector(DetectorOutcome("restore", DetectorStatus.FINDINGS, "newest base backup unusable", [
         Finding(BACKUP_UNUSABLE, f"base backup {failed.backup_id} is listed as completed but could not be "
                 f"restored: {(failed.fatal_lines or ['no error'])[-1]}", "restore",
-                evidence={"backup_id": failed.backup_id, "errors": failed.fatal_lines[-5:]})]))
+                evidence={"backup_id": failed.backup_id, "errors": failed.fatal_lines[-5:],
+                          "failed_attempt_s": round(sum(failed.phases.values()), 3)})]))
+    clock.phases = {"failed_attempt": sum(clock.phases.values())}
     older = sorted(b["backup_id"] for b in result.backups if b["backup_id"] != failed.backup_id)
     if failed.cluster is not None:
         backend.destroy(failed.cluster)
     name = backend.next_recovery_name(source.name)
     with step(f"fall back to base backup {older[-1]}: recover into {name}"):
+        begun = time.monotonic()
         outcome = backend.recover(source, name, RecoveryTarget(
             lsn=target.lsn if target else None, time=target.time if target else None,
             name=target.name if target else None, backup_id=older[-1]), archive=True)
-    outcome.phases = {"failed_attempt": sum(failed.phases.values()), **outcome.phases}
+        clock.add_phases(outcome.phases, begun)
     result.recovery["fallback"] = {"from": failed.backup_id, "to": older[-1], "cluster": name}
     return outcome
 
 
-def _record_recovery(result: DrillResult, recovery: RecoveryOutcome, disaster: float,
-                     target: RecoveryTarget | None) -> None:
-    rto_total = (time.monotonic() - disaster) if recovery.promoted else None
-    phases = dict(recovery.phases)
-    if rto_total is not None:
-        phases = {"preflight": max(rto_total - sum(phases.values()), 0.0), **phases}
-    result.rto.total, result.rto.phases = rto_total, phases
+def _record_recovery(result: DrillResult, recovery: RecoveryOutcome, target: RecoveryTarget | None,
+                     path: str) -> None:
     result.recovery = {
         **result.recovery,
+        "path": path,
         "cluster": recovery.cluster.name if recovery.cluster else None,
         "server_name": recovery.cluster.server_name if recovery.cluster else None,
         "backup_id": recovery.backup_id, "promoted": recovery.promoted, "failed_step": recovery.failed_step,
         "target": None if target is None else {"lsn": str(target.lsn) if target.lsn else None,
                                                "time": target.time, "name": target.name},
         "timeline": recovery.timeline, "fork_lsn": str(recovery.fork_lsn) if recovery.fork_lsn else None,
+        "phases_s": {k: round(v, 3) for k, v in recovery.phases.items()},
         "restored_segments": recovery.restored_segments, "fatal": recovery.fatal_lines[-10:],
         "log_excerpt": recovery.log_excerpt[-30:],
         "details": recovery.cluster.details if recovery.cluster else {},
@@ -328,74 +417,5 @@ def _record_recovery(result: DrillResult, recovery: RecoveryOutcome, disaster: f
                                           "failed_step": recovery.failed_step})]))
 
 
-def _target_from_recovery(recovery: RecoveryOutcome, target: RecoveryTarget) -> DetectorOutcome:
-    if recovery.promoted:
-        return DetectorOutcome("target", DetectorStatus.CLEAN, "PostgreSQL reached the recovery target", [])
-    if any(TARGET_NOT_REACHED in line for line in recovery.fatal_lines):
-        return DetectorOutcome("target", DetectorStatus.FINDINGS, "PostgreSQL refused: target not reachable", [
-            Finding(RECOVERY_TARGET_UNREACHED, f"recovery to {target} failed: {TARGET_NOT_REACHED}", "target",
-                    evidence={"fatal": recovery.fatal_lines[-5:]})])
-    return DetectorOutcome("target", DetectorStatus.COULD_NOT_VERIFY, "the recovery did not get far enough to tell", [
-        Finding(COULD_NOT_VERIFY, "target: the recovery failed before PostgreSQL judged the target", "target",
-                evidence={"fatal": recovery.fatal_lines[-5:]})])
-
-
 def _measure(name: str, findings: list[Finding], summary: str) -> DetectorOutcome:
     return DetectorOutcome(name, DetectorStatus.FINDINGS if findings else DetectorStatus.CLEAN, summary, findings)
-
-
-def evaluate(expect: Expectation, result: DrillResult) -> tuple[Verdict, list[str]]:
-    """Judge a drill against its expectation. Pure: reads only ``result``."""
-    codes = result.finding_codes()
-    unverified = [d.name for d in result.detectors if d.status == DetectorStatus.COULD_NOT_VERIFY]
-    failures: list[str] = []
-    missing_codes = [c for c in expect.findings if c not in codes]
-    if missing_codes:
-        failures.append(f"expected finding(s) not reported: {', '.join(missing_codes)}")
-    if expect.outcome == "refused":
-        recovery = result.recovery
-        if not recovery.get("refused"):
-            failures.append("the recovery should have been refused, but it ran")
-        elif not recovery.get("archive_untouched", False):
-            failures.append("the recovery was refused, but objects under its serverName changed")
-        return (Verdict.FAILED, failures) if failures else \
-            (Verdict.PASSED, [f"expectation met: refused ({recovery.get('error')})"])
-    recovered = result.ledger.get("recovered")
-    expected = result.ledger.get("expected", result.ledger.get("committed"))
-    if expect.recovered_rows is not None and recovered is not None and recovered != expect.recovered_rows:
-        failures.append(f"expected {expect.recovered_rows} recovered rows, found {recovered}")
-    if expect.missing_rows is not None and recovered is not None and expected is not None \
-            and expected - recovered != expect.missing_rows:
-        failures.append(f"expected {expect.missing_rows} missing rows, found {expected - recovered}")
-    rpo = result.rpo.get("seconds")
-    if expect.max_rpo_seconds is not None:
-        if rpo is None:
-            unverified.append("rpo")
-        elif rpo > expect.max_rpo_seconds:
-            failures.append(f"RPO {rpo:.1f}s is above the scenario's bound of {expect.max_rpo_seconds:.0f}s")
-    if expect.outcome == "complete":
-        unexpected = sorted((codes & LOSS_CODES) - set(expect.findings))
-        if unexpected:
-            failures.append(f"clean recovery expected, but pgdrill reported {', '.join(unexpected)}")
-        if recovered is not None and expected is not None and recovered != expected:
-            failures.append(f"clean recovery expected, but only {recovered}/{expected} rows came back")
-        other = sorted(f.code for f in result.findings
-                       if f.severity == Severity.CRITICAL and f.code not in LOSS_CODES | {"COULD_NOT_VERIFY"}
-                       and f.code not in expect.findings)
-        if other:
-            failures.append(f"unexpected critical finding(s): {', '.join(other)}")
-    elif expect.outcome == "bounded_loss":
-        # Losing the unarchived tail is the accepted risk; a hole or damage is not.
-        bad = sorted((codes & LOSS_CODES) - {"SILENT_DATA_LOSS", "RECOVERY_TARGET_UNREACHED"}
-                     - set(expect.findings))
-        if bad:
-            failures.append(f"only the unarchived tail may be lost, but pgdrill reported {', '.join(bad)}")
-    else:  # loss_detected
-        if not codes & LOSS_CODES:
-            failures.append("a loss was expected, but pgdrill reported the recovery as clean")
-    if failures:
-        return Verdict.FAILED, failures
-    if unverified:
-        return Verdict.COULD_NOT_VERIFY, [f"detector(s) could not run: {', '.join(unverified)}"]
-    return Verdict.PASSED, ["expectation met: " + expect.outcome
-                            + (f" ({', '.join(sorted(codes & set(expect.findings)))})" if expect.findings else "")]

@@ -1,8 +1,8 @@
-"""Judgement for node-level drills (primary SIGKILL with and without a replica). Pure: no I/O.
+"""Findings of node-level drills (primary SIGKILL with and without a replica). Pure: no I/O.
 
 The failover and crash-restart drills (``failover_drill.py``) gather facts — the ledger, the
 rows on the surviving primary, the bucket listing after the event — and these functions turn
-them into findings and a verdict.  Archiving is judged from the *bucket*, never from
+them into findings; the verdict comes from ``pgdrill.judge`` like every drill's.  Archiving is judged from the *bucket*, never from
 ``pg_stat_archiver`` alone: a server can report successful archiving to a prefix nobody
 restores from, and plugin-barman-cloud#842 was archiving that stopped for good after a failover.
 """
@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .archive import ServerArchive, find_gaps, recovery_chain
-from .findings import COULD_NOT_VERIFY, SILENT_DATA_LOSS, WAL_GAP, Finding, Severity, catalogue, register_code
-from .ledger import LedgerEntry
-from .measures import Rpo, rpo_findings
-from .results import DetectorOutcome, DetectorStatus, DrillResult, Verdict
+from .findings import SILENT_DATA_LOSS, WAL_GAP, Finding, Severity, catalogue, register_code
+from .measures import PathMeasure, rpo_findings
+from .results import DetectorOutcome, DetectorStatus
 from .wal import SegmentName, TimelineSwitch
 
 
@@ -168,61 +167,19 @@ def assess_archive_resumption(archive: ServerArchive, histories: dict[int, list[
     return ArchiveResumption(findings, summary)
 
 
-def failover_loss_findings(rpo: Rpo, rpo_target_seconds: float) -> list[Finding]:
+def failover_loss_findings(measure: PathMeasure, rpo_target_seconds: float) -> list[Finding]:
     """Async commits lost at failover: a WARNING (measured as RPO) while they are the newest
-    commits; lost commits *older* than one that survived cannot be replication lag — damage."""
+    commits; a lost commit *older* than one that survived cannot be replication lag — damage."""
     findings: list[Finding] = []
-    if rpo.lost_out_of_order:
+    if measure.survivors_after_first_loss:
         findings.append(Finding(
             SILENT_DATA_LOSS,
-            f"rows {rpo.lost_out_of_order} are missing on the new primary although later commits survived: "
-            "not replication lag", "rpo", evidence=rpo.to_dict()))
-    if rpo.lost_writes:
+            f"{measure.path}: write {measure.first_lost['seq'] if measure.first_lost else '?'} is missing on the new "
+            f"primary although {len(measure.survivors_after_first_loss)} later write(s) survived: not replication lag",
+            "rpo", evidence=measure.to_dict()))
+    if measure.lost_writes:
         findings.append(Finding(
             FAILOVER_COMMITS_LOST,
-            f"{rpo.lost_writes} acknowledged commit(s) lost at failover over {rpo.seconds:.3f}s "
-            "(asynchronous replication)", "rpo", evidence=rpo.to_dict()))
-    return findings + rpo_findings(rpo, rpo_target_seconds)
-
-
-def missing_rows(expected: dict[str, set[int]], found: dict[str, set[int]]) -> dict[str, list[int]]:
-    """Rows in ``expected`` (per table) that ``found`` lacks."""
-    return {t: sorted(ids - found.get(t, set())) for t, ids in expected.items() if ids - found.get(t, set())}
-
-
-def lost_entries(entries: Sequence[LedgerEntry], present: dict[str, set[int]]) -> list[LedgerEntry]:
-    return [e for e in entries if e.row_id not in present.get(e.table, set())]
-
-
-def judge(result: DrillResult, expect_findings: Sequence[str] = (),
-          required_detectors: Sequence[str] = ()) -> tuple[Verdict, list[str]]:
-    """The verdict of a node-level drill. Pure: reads only ``result``.
-
-    No expected findings = "complete": any critical finding fails the drill.  With expected
-    findings (a drill that plants a loss) each must be reported.  Either way every required
-    detector must have run; one that could not verify makes the drill COULD_NOT_VERIFY, never a pass.
-    """
-    codes = result.finding_codes()
-    ran = {d.name: d for d in result.detectors}
-    failures: list[str] = []
-    absent = [name for name in required_detectors if name not in ran]
-    if absent:
-        failures.append(f"required detector(s) never ran: {', '.join(absent)}")
-    if expect_findings:
-        missing = [c for c in expect_findings if c not in codes]
-        if missing:
-            failures.append(f"expected finding(s) not reported: {', '.join(missing)}")
-    else:
-        critical = sorted({f.code for f in result.findings
-                           if f.severity == Severity.CRITICAL and f.code != COULD_NOT_VERIFY})
-        if critical:
-            failures.append(f"complete outcome expected, but pgdrill reported {', '.join(critical)}")
-    if failures:
-        return Verdict.FAILED, failures
-    unverified = [d.name for d in result.detectors if d.status == DetectorStatus.COULD_NOT_VERIFY]
-    if unverified:
-        return Verdict.COULD_NOT_VERIFY, [f"detector(s) could not run: {', '.join(unverified)}"]
-    if expect_findings:
-        return Verdict.PASSED, [f"expectation met: loss detected ({', '.join(expect_findings)})"]
-    warnings = sorted(codes)
-    return Verdict.PASSED, ["expectation met: complete" + (f" (reported: {', '.join(warnings)})" if warnings else "")]
+            f"{measure.lost_writes} acknowledged commit(s) lost at failover over {measure.rpo_seconds or 0:.3f}s "
+            "(asynchronous replication)", "rpo", evidence={"lost": measure.lost, "prefix_end": measure.prefix_end}))
+    return findings + rpo_findings(measure, rpo_target_seconds)

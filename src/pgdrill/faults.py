@@ -68,7 +68,7 @@ def pick_segments(segments: list[str], position: str | None = None, index: list[
 
 
 def _write_segments(ctx: FaultContext) -> list[str]:
-    return sorted({e.walfile for e in ctx.ledger.after_backup()})
+    return sorted({e.walfile for e in ctx.ledger.after_backup() if e.walfile})
 
 
 def _segment_objects(ctx: FaultContext, name: str) -> list[ObjectInfo]:

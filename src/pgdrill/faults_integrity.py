@@ -27,7 +27,6 @@ from .archive import BaseBackup, read_server_archive
 from .errors import UsageError
 from .faults import FaultContext, FaultRecord
 from .scenario import FAULT_TYPES, register_fault
-from .workload import commit_updates
 
 _COMPRESSIONS = {".tar": None, ".tar.gz": "gzip", ".tar.bz2": "bzip2"}
 
@@ -226,15 +225,25 @@ def _ident(name: str) -> str:
 
 
 def update_rows(ctx: FaultContext, params: UpdateRowsParams) -> FaultRecord:
-    statement = f"UPDATE {_ident(params.table)} SET {params.set} WHERE {_ident(params.key)} = %(id)s"
     table = params.table.rsplit(".", 1)[-1]
+    workload = ctx.workload
+    if workload is None or table not in workload.fixture.tables:
+        raise UsageError(f"update_rows: table {params.table!r} is not a ledger table of the workload's fixture")
+    if params.database != workload.fixture.database:
+        raise UsageError(f"update_rows: database {params.database!r} is not the fixture's "
+                         f"({workload.fixture.database!r}); ledger writes go to the fixture's database")
+    version = workload.fixture.tables[table].version_column
+    if not version:
+        raise UsageError(f"update_rows: fixture table {table!r} has no version_column, so the effect of an "
+                         "update could not be verified")
+    statement = (f"UPDATE {_ident(params.table)} SET {params.set}, {_ident(version)} = %(version)s "
+                 f"WHERE {_ident(params.key)} = %(id)s")
     batches: list[dict[str, Any]] = []
     next_id = params.first_id
     for _ in range(params.batches):
         ids = list(range(next_id, next_id + params.rows_per_batch))
         next_id += params.rows_per_batch
-        entries = commit_updates(ctx.backend, ctx.source, ctx.ledger, params.database, table, statement, ids,
-                                 "after_backup", switch_wal_after=True)
+        entries = workload.modify(ids, "update", "after_backup", table, switch_wal_after=True, statement=statement)
         batches.append({"ids": [ids[0], ids[-1]], "segments": sorted({e.walfile for e in entries}),
                         "last_lsn": entries[-1].lsn})
     return FaultRecord("update_rows", f"committed {params.batches} batch(es) of {params.rows_per_batch} UPDATEs to "

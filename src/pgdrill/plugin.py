@@ -76,8 +76,14 @@ def run_drill(request: pytest.FixtureRequest, pgdrill_config: Config, pgdrill_ru
     def run(scenario: Scenario) -> DrillResult:
         backend = drill_backend(scenario.name)
         fixtures_dir = Path(scenario.source_file).resolve().parent.parent / "fixtures"
-        result = run_scenario(DrillContext(scenario, pgdrill_config, backend,
-                                           pgdrill_run.state_dir(scenario.name), fixtures_dir, keep))
+        try:
+            result = run_scenario(DrillContext(scenario, pgdrill_config, backend,
+                                               pgdrill_run.state_dir(scenario.name), fixtures_dir, keep))
+        except BaseException as exc:  # an interrupt: the drill's result (verdict error) is attached
+            partial = getattr(exc, "pgdrill_result", None)
+            if partial is not None:
+                record_drill(partial)
+            raise
         record_drill(result)
         if keep:
             print(f"\n[pgdrill] kept for inspection: {result.keep}")
@@ -119,7 +125,7 @@ def drill_backend(request: pytest.FixtureRequest, pgdrill_config: Config,
 @pytest.fixture
 def record_drill(request: pytest.FixtureRequest, pgdrill_run: Run) -> Callable[[DrillResult], Path]:
     """Add a Python drill's ``DrillResult`` to the run's reports."""
-    def record(result: DrillResult) -> Path:
+    def record(result: DrillResult) -> Path | None:
         path = pgdrill_run.add(result)
         request.node.user_properties.append(("pgdrill_result", str(path)))
         return path
@@ -131,9 +137,76 @@ def assert_drill(result: DrillResult) -> None:
     """Pass only a verified pass; could-not-verify fails loudly, distinct from a failed drill."""
     if result.verdict == Verdict.PASSED:
         return
-    label = "COULD NOT VERIFY" if result.verdict == Verdict.COULD_NOT_VERIFY else "DRILL FAILED"
+    label = {Verdict.COULD_NOT_VERIFY: "COULD NOT VERIFY", Verdict.ERROR: "DRILL ERROR"}.get(result.verdict,
+                                                                                        "DRILL FAILED")
     pytest.fail(f"{label}: {summary_line(result.to_dict())}\n  " + "\n  ".join(result.verdict_reasons),
                 pytrace=False)
+
+
+def _drill_name(item: pytest.Item) -> str:
+    callspec = getattr(item, "callspec", None)
+    return str(callspec.id) if callspec is not None else item.name.removeprefix("test_").replace("_", "-")
+
+
+def _record_error(item: pytest.Item, exc: BaseException | None, text: str) -> None:
+    """A drill that raised or was interrupted outside pgdrill's guard must not vanish."""
+    run = item.config.stash.get(_RUN_KEY, None)
+    if run is None or item.get_closest_marker("drill") is None:
+        return
+    if any(name == "pgdrill_result" for name, _ in item.user_properties):
+        return
+    partial = getattr(exc, "pgdrill_result", None)
+    if partial is None:
+        partial = error_result(_drill_name(item), run.backend, exc, text)
+    if not run.has_result(partial.drill):
+        item.user_properties.append(("pgdrill_result", str(run.add(partial))))
+
+
+def error_result(drill: str, backend: str, exc: BaseException | None, text: str) -> DrillResult:
+    from .drill import now_iso
+
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    message = (str(exc).strip().splitlines() or [""])[0] if exc is not None else ""
+    if not message:
+        message = text.strip().splitlines()[-1] if text.strip() else ""
+    return DrillResult(drill=drill, scenario={"name": drill}, backend={"name": backend}, started_at=now_iso(),
+                       finished_at=now_iso(), verdict=Verdict.ERROR,
+                       verdict_reasons=[("interrupted" if interrupted else "the drill raised")
+                                        + f": {message[:300]}; nothing about this drill is known"],
+                       error={"type": type(exc).__name__ if exc else "error", "message": message[:300],
+                              "interrupted": interrupted, "where": []})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if call.when == "call" and report.failed and call.excinfo is not None \
+            and not isinstance(call.excinfo.value, pytest.fail.Exception):
+        _record_error(item, call.excinfo.value, str(report.longreprtext))
+
+
+_CURRENT = pytest.StashKey[pytest.Item]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.config.stash[_CURRENT] = item
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Ctrl-C: the drill that was running is recorded as an error (the run is then not passed)."""
+    config = _SESSION_CONFIG.get("config")
+    item = config.stash.get(_CURRENT, None) if config is not None else None
+    if item is not None:
+        _record_error(item, excinfo.value, "interrupted")
+
+
+_SESSION_CONFIG: dict[str, pytest.Config] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _SESSION_CONFIG["config"] = session.config
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .results import SCHEMA_VERSION, DrillResult
+from .results import SCHEMA_VERSION, DrillResult, Verdict
 
 
 def new_run_id() -> str:
@@ -41,19 +41,29 @@ class Run:
         """The drill's own state (ledger), outside the database under test."""
         return self.folder / "state" / drill
 
-    def add(self, result: DrillResult) -> Path:
+    def add(self, result: DrillResult) -> Path | None:
+        """Record a drill's result; a NOT_RUN result is recorded once, as skipped."""
+        if result.verdict == Verdict.NOT_RUN:
+            self.skipped(result.drill, "; ".join(result.verdict_reasons) or "not run")
+            return None
+        if any(r is result for r in self.results):
+            return self.folder / "drills" / f"{result.drill}.json"
         self.results.append(result)
         return result.write_json(self.folder / "drills" / f"{result.drill}.json")
 
+    def has_result(self, drill: str) -> bool:
+        return any(r.drill == drill for r in self.results) or any(s["drill"] == drill for s in self.not_run)
+
     def skipped(self, drill: str, reason: str) -> None:
-        self.not_run.append({"drill": drill, "verdict": "not_run", "reason": reason})
+        if not any(s["drill"] == drill for s in self.not_run):
+            self.not_run.append({"drill": drill, "verdict": "not_run", "reason": reason})
 
     def overall(self) -> str:
+        """failed > error > could_not_verify > passed; not_run only when nothing ran at all."""
         verdicts = [r.verdict.value for r in self.results]
-        if "failed" in verdicts:
-            return "failed"
-        if "could_not_verify" in verdicts:
-            return "could_not_verify"
+        for verdict in ("failed", "error", "could_not_verify"):
+            if verdict in verdicts:
+                return verdict
         if not verdicts:
             return "not_run"
         return "passed"

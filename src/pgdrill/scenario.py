@@ -83,6 +83,16 @@ class RecoverySpec:
 
 
 @dataclass(frozen=True)
+class PathExpectation:
+    """What one recovery path (by its name in ``measures``) must measure."""
+
+    lost_writes: int | list[int] | None = None
+    """Exactly this many acknowledged writes lost, or ``[min, max]``."""
+    rpo_seconds: list[float] | None = None
+    """``[min, max]`` for the path's achieved RPO."""
+
+
+@dataclass(frozen=True)
 class Expectation:
     outcome: Literal["complete", "loss_detected", "bounded_loss", "refused"]
     """complete: every expected ledger row back and no loss finding; loss_detected: pgdrill must
@@ -95,6 +105,17 @@ class Expectation:
     missing_rows: int | None = None
     max_rpo_seconds: float | None = None
     """Upper bound for the measured RPO (e.g. archive_timeout plus a margin)."""
+    lost_writes: int | list[int] | None = None
+    """Acknowledged writes lost on the worst recovery path: exactly N, or ``[min, max]``.
+    Required for ``loss_detected`` (docs/measures.md)."""
+    rpo_seconds: list[float] | None = None
+    """``[min, max]`` for the worst path's achieved RPO. Required for ``loss_detected``."""
+    max_rto_seconds: float | None = None
+    """Bound for every path's RTO; default: the configured ``targets.rto_seconds``."""
+    allowed: list[str] = field(default_factory=list)
+    """Finding codes that may appear without being required (e.g. a loss that timing decides)."""
+    paths: dict[str, PathExpectation] = field(default_factory=dict)
+    """Per recovery path (``failover``, ``s3_recovery``...): its own lost writes and RPO range."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +152,7 @@ def load_scenario(path: Path) -> Scenario:
     scenario = strict.load(Scenario, {k: v for k, v in data.items() if k != "faults"}, where)
     faults = load_faults(raw_faults, where)
     known = catalogue()
-    for code in scenario.expect.findings:
+    for code in [*scenario.expect.findings, *scenario.expect.allowed]:
         if code not in known:
             raise ConfigError(f"{where}: expect.findings: unknown finding code {code!r} "
                               f"(allowed: {', '.join(sorted(known))})")
@@ -154,12 +175,27 @@ def _check_consistency(scenario: Scenario, where: str) -> None:
             raise ConfigError(f"{where}: recovery.after_write must be between 1 and "
                               f"workload.writes_after_backup - 1 ({workload.writes_after_backup - 1}): "
                               "a write after the target must exist to prove it is absent")
+    expect = scenario.expect
+    if expect.outcome == "loss_detected" and (expect.lost_writes is None or expect.rpo_seconds is None):
+        raise ConfigError(f"{where}: expect.lost_writes and expect.rpo_seconds are required for outcome "
+                          "'loss_detected' (how many acknowledged writes are lost, and the RPO range)")
+    for label, spec in [("expect", expect), *((f"expect.paths.{k}", v) for k, v in expect.paths.items())]:
+        check_ranges(spec.lost_writes, spec.rpo_seconds, f"{where}: {label}")
     if scenario.expect.outcome == "bounded_loss" and scenario.expect.max_rpo_seconds is None:
         raise ConfigError(f"{where}: expect.max_rpo_seconds is required for outcome 'bounded_loss'")
     if workload.base_backups < 1:
         raise ConfigError(f"{where}: workload.base_backups must be at least 1")
     if workload.writes_between_backups and workload.base_backups == 1:
         raise ConfigError(f"{where}: workload.writes_between_backups needs workload.base_backups >= 2")
+
+
+def check_ranges(lost_writes: int | list[int] | None, rpo_seconds: list[float] | None, where: str) -> None:
+    if isinstance(lost_writes, list) and (len(lost_writes) != 2 or not 0 <= lost_writes[0] <= lost_writes[1]):
+        raise ConfigError(f"{where}.lost_writes must be a number or [min, max] with 0 <= min <= max")
+    if isinstance(lost_writes, int) and lost_writes < 0:
+        raise ConfigError(f"{where}.lost_writes must not be negative")
+    if rpo_seconds is not None and (len(rpo_seconds) != 2 or not 0 <= rpo_seconds[0] <= rpo_seconds[1]):
+        raise ConfigError(f"{where}.rpo_seconds must be [min, max] with 0 <= min <= max")
 
 
 def load_faults(raw: Any, where: str) -> list[FaultSpec]:

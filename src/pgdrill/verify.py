@@ -1,9 +1,10 @@
 """Recovery verification: three independent detectors, each reported on its own.
 
-1. ``ledger``  — the committed rows vs the rows in the recovered cluster, plus ownership.
+1. ``ledger``  — every acknowledged write a recovery path owes vs its effect in the recovered
+   cluster (pgdrill.measures), plus ownership.
 2. ``archive`` — WAL continuity in the bucket from the backup's begin WAL, and whether the
    archive holds WAL past the point where the recovered cluster forked off.
-3. ``target``  — a second recovery with ``recovery_target_lsn`` = the last ledger LSN, which
+3. ``target``  — a second recovery with ``recovery_target_lsn`` = the last owed write's LSN, which
    PostgreSQL refuses ("recovery ended before configured recovery target was reached")
    when WAL is missing.
 
@@ -24,6 +25,7 @@ from .findings import (
     REPLAY_STOPPED_EARLY, SILENT_DATA_LOSS, TARGET_OVERSHOT, WAL_GAP, WAL_SEGMENT_UNREADABLE, Finding,
 )
 from .ledger import Ledger
+from .measures import PathKind, PathMeasure, measure_path
 from .results import DetectorOutcome, DetectorStatus
 from .wal import Lsn
 from .workload import Fixture
@@ -34,7 +36,8 @@ TARGET_NOT_REACHED = "recovery ended before configured recovery target was reach
 @dataclass
 class LedgerCheck:
     outcome: DetectorOutcome
-    recovered: dict[str, set[int]] = field(default_factory=dict)
+    state: dict[str, dict[int, int | None]] = field(default_factory=dict)
+    """Per ledger table: key → version found in the recovered cluster (None: no version column)."""
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -44,72 +47,83 @@ def _could_not(name: str, why: str, started: float, **evidence: Any) -> Detector
                            time.monotonic() - started)
 
 
-def check_ledger(backend: Backend, recovery: RecoveryOutcome, ledger: Ledger, fixture: Fixture,
-                 target_index: int | None = None) -> LedgerCheck:
-    """``target_index``: for point-in-time recovery, the index in ``ledger.entries`` of the last
-    write the target includes; every later write must be absent (two-sided boundary)."""
+def read_state(backend: Backend, cluster: ClusterHandle, ledger: Ledger,
+               fixture: Fixture) -> tuple[dict[str, dict[int, int | None]], dict[str, str]]:
+    """What the recovered cluster holds of each ledger table (key → version), and table owners."""
+    state: dict[str, dict[int, int | None]] = {}
+    for table in ledger.tables():
+        spec = fixture.tables.get(table)
+        column = f'"{spec.version_column}"' if spec is not None and spec.version_column else "NULL"
+        rows = backend.sql(cluster, f'SELECT id, {column} FROM "{table}"', dbname=fixture.database)
+        state[table] = {int(r[0]): (int(r[1]) if r[1] is not None else None) for r in rows}
+    owners = dict(backend.sql(cluster, "SELECT tablename::text, tableowner::text FROM pg_tables "
+                                       "WHERE schemaname = 'public'", dbname=fixture.database))
+    return state, owners
+
+
+def check_ledger(backend: Backend, cluster: ClusterHandle | None, ledger: Ledger, fixture: Fixture,
+                 path: str, kind: PathKind, bound_seq: int, target_seq: int | None = None,
+                 disaster_at: str | None = None,
+                 lost_elsewhere: set[int] | None = None) -> tuple[LedgerCheck, PathMeasure | None]:
+    """The ``ledger`` detector for one recovery path: every acknowledged write it owes, by its
+    effect (docs/measures.md), plus table ownership.  Returns the path's measure too.
+
+    ``lost_elsewhere``: writes an earlier path already lost and reported (commits lost at a
+    failover cannot be in the archive either); they count in this path's measure but are not
+    reported again as SILENT_DATA_LOSS."""
     started = time.monotonic()
-    # Row presence is about inserts; lost updates are the content digest's job.
-    inserts = ledger.entries if target_index is None else ledger.entries[: target_index + 1]
-    expected_entries = [e for e in inserts if e.op == "insert"]
-    after_target = [] if target_index is None else [e for e in ledger.entries[target_index + 1:] if e.op == "insert"]
-    if not recovery.promoted or recovery.cluster is None:
-        return LedgerCheck(_could_not("ledger", "the recovered cluster never came up, so no row could be read",
-                                      started))
-    cluster = recovery.cluster
-    recovered: dict[str, set[int]] = {}
-    findings: list[Finding] = []
-    missing: dict[str, list[int]] = {}
+    if cluster is None:
+        return LedgerCheck(_could_not("ledger", f"{path}: the recovered cluster never came up, so no row "
+                                      "could be read", started)), None
     try:
-        for table in ledger.tables():
-            rows = backend.sql(cluster, f'SELECT id FROM "{table}"', dbname=fixture.database)
-            recovered[table] = {int(r[0]) for r in rows}
-            gone = sorted({e.row_id for e in expected_entries if e.table == table} - recovered[table])
-            if gone:
-                missing[table] = gone
-        owners = dict(backend.sql(cluster, "SELECT tablename::text, tableowner::text FROM pg_tables "
-                                           "WHERE schemaname = 'public'", dbname=fixture.database))
+        state, owners = read_state(backend, cluster, ledger, fixture)
     except PgdrillError as exc:
-        return LedgerCheck(_could_not("ledger", f"could not read the recovered rows: {exc}", started))
+        return LedgerCheck(_could_not("ledger", f"{path}: could not read the recovered rows: {exc}", started)), None
     except Exception as exc:  # a database error is evidence of a broken recovery, but not a verdict on rows
-        return LedgerCheck(_could_not("ledger", f"could not read the recovered rows: {type(exc).__name__}: {exc}",
-                                      started))
-    committed = len(expected_entries)
-    recovered_count = sum(1 for e in expected_entries if e.row_id in recovered.get(e.table, set()))
-    overshot = [e for e in after_target if e.row_id in recovered.get(e.table, set())]
-    if overshot:
+        return LedgerCheck(_could_not("ledger", f"{path}: could not read the recovered rows: "
+                                      f"{type(exc).__name__}: {exc}", started)), None
+    versioned = all(fixture.tables.get(t) is not None and fixture.tables[t].version_column for t in ledger.tables())
+    measure = measure_path(path, kind, cluster.name, ledger.all_writes, state, bound_seq, target_seq,
+                           versioned=versioned, disaster_at=disaster_at)
+    findings: list[Finding] = []
+    if measure.after_target_present:
         findings.append(Finding(
-            TARGET_OVERSHOT, f"{len(overshot)} write(s) committed after the recovery target are present: "
-            + ", ".join(f"{e.table} id {e.row_id}" for e in overshot), "ledger",
-            evidence={"rows": [{"table": e.table, "row_id": e.row_id, "lsn": e.lsn, "committed_at": e.committed_at}
-                               for e in overshot]}))
-    if missing:
-        lost_entries = [e for e in expected_entries if e.row_id in set(missing.get(e.table, []))]
+            TARGET_OVERSHOT, f"{path}: {len(measure.after_target_present)} write(s) committed after the recovery "
+            "target are present: " + ", ".join(f"{w['op']} {w['table']} id {w['row_id']}"
+                                                 for w in measure.after_target_present), "ledger",
+            evidence={"path": path, "writes": measure.after_target_present}))
+    silent = [w for w in measure.lost if w["seq"] not in (lost_elsewhere or set())]
+    if silent:
+        by_op: dict[str, list[int]] = {}
+        for write in silent:
+            by_op.setdefault(f"{write['op']} {write['table']}", []).append(write["row_id"])
         findings.append(Finding(
             SILENT_DATA_LOSS,
-            f"recovery promoted and accepted writes, yet {committed - recovered_count} of {committed} committed rows "
-            f"are missing: " + "; ".join(f"{t} ids {_ranges(ids)}" for t, ids in missing.items()),
+            f"{path}: the recovery promoted and accepted writes, yet {len(silent)} of {measure.expected} "
+            "acknowledged writes are missing: " + "; ".join(f"{k} ids {_ranges(v)}" for k, v in by_op.items())
+            + (f" (besides {measure.lost_writes - len(silent)} lost earlier)" if len(silent) < measure.lost_writes
+               else ""),
             "ledger",
-            evidence={"missing": missing,
-                      "missing_rows": [{"table": e.table, "row_id": e.row_id, "committed_at": e.committed_at,
-                                        "lsn": e.lsn, "walfile": e.walfile} for e in lost_entries],
-                      "segments_of_missing_rows": sorted({e.walfile for e in lost_entries}),
-                      "recovered": recovered_count, "committed": committed}))
+            evidence={"path": path, "lost": silent[:200], "lost_count": len(silent),
+                      "segments_of_lost_writes": sorted({w["walfile"] for w in silent if w["walfile"]}),
+                      "survivors_after_first_loss": measure.survivors_after_first_loss[:50],
+                      "present": measure.present, "expected": measure.expected}))
     for table in ledger.tables():
         owner = owners.get(table)
         if owner != fixture.owner:
             findings.append(Finding(OWNERSHIP_MISMATCH, f"{table} is owned by {owner!r}, expected {fixture.owner!r}",
                                     "ledger", evidence={"table": table, "owner": owner, "expected": fixture.owner}))
     status = DetectorStatus.FINDINGS if findings else DetectorStatus.CLEAN
-    summary = (f"{recovered_count}/{committed} expected rows present"
-               + (f"; missing {sum(len(v) for v in missing.values())}" if missing else "")
-               + (f"; {len(after_target) - len(overshot)}/{len(after_target)} writes after the target absent"
-                  if after_target else ""))
-    return LedgerCheck(DetectorOutcome("ledger", status, summary, findings, time.monotonic() - started),
-                       recovered, {"committed": len(ledger), "expected": committed, "recovered": recovered_count,
-                                   "missing": missing, "owners": owners,
-                                   "after_target": [e.row_id for e in after_target],
-                                   "after_target_present": [e.row_id for e in overshot]})
+    summary = (f"{path}: {measure.present}/{measure.expected} acknowledged writes present"
+               + (f"; lost {measure.lost_writes}" if measure.lost else "")
+               + (f"; {len(measure.in_doubt)} in doubt" if measure.in_doubt else "")
+               + (f"; {len(measure.after_target_present)} after the target present" if measure.after_target_present
+                  else ""))
+    return LedgerCheck(DetectorOutcome("ledger", status, summary, findings, time.monotonic() - started), state,
+                       {"path": path, "committed": len(ledger), "expected": measure.rows_expected,
+                        "recovered": measure.rows_present, "expected_writes": measure.expected,
+                        "present_writes": measure.present, "lost_writes": measure.lost_writes,
+                        "in_doubt": len(measure.in_doubt), "owners": owners}), measure
 
 
 def _ranges(ids: list[int]) -> str:
@@ -157,7 +171,8 @@ def check_archive(backend: Backend, source: ClusterHandle, recovery: RecoveryOut
     findings: list[Finding] = []
     by_segment: dict[str, list[int]] = {}
     for entry in ledger.entries:
-        by_segment.setdefault(entry.walfile, []).append(entry.row_id)
+        if entry.walfile:
+            by_segment.setdefault(entry.walfile, []).append(entry.row_id)
     for gap in gaps:
         rows = [r for name in gap.names for r in by_segment.get(name, [])]
         findings.append(Finding(
@@ -220,49 +235,63 @@ def check_archive(backend: Backend, source: ClusterHandle, recovery: RecoveryOut
     return ArchiveCheck(DetectorOutcome("archive", status, text, findings, time.monotonic() - started), summary)
 
 
-def check_target(backend: Backend, source: ClusterHandle, ledger: Ledger, scratch_name: str,
-                 keep: bool = False, recovery: RecoveryOutcome | None = None,
-                 backup_end: Lsn | None = None) -> tuple[DetectorOutcome, RecoveryOutcome | None]:
+def check_target(backend: Backend, source: ClusterHandle, ledger: Ledger, owed_until_seq: int,
+                 scratch_name: str, backup_id: str | None, segment_size: int,
+                 keep: bool = False) -> DetectorOutcome:
+    """Recover once more with ``recovery_target_lsn`` = the commit LSN of the last acknowledged
+    write this recovery owes; PostgreSQL refuses (FATAL) when the archive cannot reach it.
+
+    Always its own recovery, never another detector's result.  When that write lies inside the
+    base backup (before its consistency point), the target is the consistency point itself.
+    """
     started = time.monotonic()
-    last = ledger.last()
-    if last is None:
-        return _could_not("target", "the ledger is empty: no target LSN to recover to", started), None
-    target = Lsn.parse(last.lsn)
-    if backup_end is not None and target <= backup_end:
-        # PostgreSQL rejects a target before the backup's end ("before consistent recovery
-        # point"); the last write is inside the backup, so reaching consistency is the proof.
-        if recovery is not None and recovery.promoted:
-            return DetectorOutcome("target", DetectorStatus.CLEAN,
-                                   f"the last ledger write ({target}) is inside the base backup (ends {backup_end}), "
-                                   "and the recovery reached consistency", [], time.monotonic() - started), None
-        return _could_not("target", "the last write is inside the base backup and the recovery did not come up",
-                          started), None
+    owed = [e for e in ledger.entries if e.seq <= owed_until_seq]
+    if not owed:
+        return _could_not("target", "the ledger has no acknowledged write: no target LSN to recover to", started)
+    last = owed[-1]
+    target = last.position
+    basis = "commit LSN of the last acknowledged write (insert position right after its COMMIT)"
+    if last.lsn is None:
+        basis = "lower bound of the last acknowledged write's commit LSN (its follow-up read never ran)"
     try:
-        outcome = backend.recover(source, scratch_name, RecoveryTarget(
-            lsn=target, backup_id=recovery.backup_id if recovery is not None else None), archive=False)
+        _, backups, _ = read_server_archive(backend.store, backend.destination.key(source.server_name),
+                                            source.server_name, segment_size)
+    except (PgdrillError, ValueError) as exc:
+        return _could_not("target", f"could not read the archive: {exc}", started)
+    backup = next((b for b in backups if b.backup_id == backup_id), None)
+    if backup is not None and backup.end_lsn is not None and target <= backup.end_lsn:
+        # PostgreSQL rejects a target before the consistency point ("before consistent recovery point").
+        target = backup.end_lsn
+        basis = (f"the base backup's consistency point {backup.end_lsn}: the last acknowledged write "
+                 f"({last.position}) is inside the backup")
+    evidence: dict[str, Any] = {"target_lsn": str(target), "target_basis": basis, "last_write_seq": last.seq,
+                                "last_write": {"table": last.table, "row_id": last.row_id, "op": last.op,
+                                               "walfile": last.walfile}, "backup_id": backup_id}
+    try:
+        outcome = backend.recover(source, scratch_name, RecoveryTarget(lsn=target, backup_id=backup_id),
+                                  archive=False)
     except PgdrillError as exc:
-        return _could_not("target", f"the target-LSN recovery could not run: {exc}", started), None
+        return _could_not("target", f"the target-LSN recovery could not run: {exc}", started, **evidence)
     try:
-        evidence = {"target_lsn": str(target), "last_ledger_row": last.row_id, "walfile": last.walfile,
-                    "fatal": outcome.fatal_lines[-5:], "log": outcome.log_excerpt[-15:],
-                    "restored_segments": outcome.restored_segments}
+        evidence.update({"fatal": outcome.fatal_lines[-5:], "log": outcome.log_excerpt[-15:],
+                         "restored_segments": outcome.restored_segments})
         if outcome.promoted:
-            return DetectorOutcome("target", DetectorStatus.CLEAN,
-                                   f"recovery reached the last ledger LSN {target}", [],
-                                   time.monotonic() - started), outcome
+            return DetectorOutcome("target", DetectorStatus.CLEAN, f"recovery reached {target} ({basis})", [],
+                                   time.monotonic() - started)
         if any(TARGET_NOT_REACHED in line for line in outcome.fatal_lines):
             return DetectorOutcome("target", DetectorStatus.FINDINGS,
                                    f"PostgreSQL refused: target {target} not reachable", [Finding(
                                        RECOVERY_TARGET_UNREACHED,
-                                       f"recovery with recovery_target_lsn = {target} (last ledger write, row "
-                                       f"{last.row_id} in {last.walfile}) failed: {TARGET_NOT_REACHED}",
-                                       "target", evidence=evidence)], time.monotonic() - started), outcome
+                                       f"recovery with recovery_target_lsn = {target} ({last.op} of {last.table} id "
+                                       f"{last.row_id}, write {last.seq}, in {last.walfile}) failed: "
+                                       f"{TARGET_NOT_REACHED}", "target", evidence=evidence)],
+                                   time.monotonic() - started)
         if outcome.cluster is not None and outcome.fatal_lines:
             return DetectorOutcome("target", DetectorStatus.FINDINGS, "target-LSN recovery failed", [Finding(
                 RECOVERY_FAILED, f"recovery to {target} failed: {outcome.fatal_lines[-1]}", "target",
-                evidence=evidence)], time.monotonic() - started), outcome
+                evidence=evidence)], time.monotonic() - started)
         return _could_not("target", "the target-LSN recovery did not start: "
-                          + "; ".join(outcome.fatal_lines[-2:]), started, **evidence), outcome
+                          + "; ".join(outcome.fatal_lines[-2:]), started, **evidence)
     finally:
         if outcome.cluster is not None and not keep:
             backend.destroy(outcome.cluster)

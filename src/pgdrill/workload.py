@@ -1,25 +1,52 @@
-"""Seed data and the ledger workload: committed writes, each recorded with time, LSN and segment."""
+"""Seed data and the ledger workload: every write recorded at its acknowledgement.
+
+Each write is one statement in autocommit on a connection the workload keeps open, wrapped so
+that it returns what the ledger needs (docs/measures.md, "The ledger"):
+
+    WITH pgdrill_write AS (<fixture statement> RETURNING 1)
+    SELECT count(*), pg_current_xact_id()::text, pg_current_wal_insert_lsn()::text FROM pgdrill_write
+
+When ``execute`` returns, the server has committed and said so: the ledger records the write as
+acknowledged right then, before anything else happens.  A follow-up read on the same session then
+takes the server's commit timestamp (``track_commit_timestamp = on``) and the insert position after
+the commit, which brackets the commit record between two LSNs.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from . import strict
 from .backends.base import Backend, ClusterHandle
-from .errors import ConfigError
+from .errors import ConfigError, CouldNotVerify
 from .ledger import Ledger, LedgerEntry
+
+_WRAP = ("WITH pgdrill_write AS ({statement} RETURNING 1) "
+         "SELECT count(*), pg_current_xact_id()::text, pg_current_wal_insert_lsn()::text FROM pgdrill_write")
+_DETAIL = ("SELECT pg_xact_commit_timestamp(%(xid)s::xid8::xid), after::text, pg_walfile_name(%(lo)s::pg_lsn), "
+           "pg_walfile_name(after) FROM (SELECT pg_current_wal_insert_lsn() AS after) AS position")
+_COMMIT_RECORD = ("SELECT end_lsn::text, pg_walfile_name(end_lsn) FROM pg_get_wal_records_info(%(lo)s::pg_lsn, "
+                  "%(hi)s::pg_lsn) WHERE resource_manager = 'Transaction' AND record_type LIKE 'COMMIT%%' "
+                  "AND xid = %(xid)s::xid8::xid")
 
 
 @dataclass(frozen=True)
 class TableSpec:
     insert: str
-    """One ledger write; ``%(id)s`` is bound to the row id."""
+    """One ledger write: a new row; ``%(id)s`` is bound to the key, ``%(version)s`` to the version."""
     update: str = ""
-    """Optional: change one existing row (``%(id)s``) without changing the row count."""
+    """Optional: change one existing row (``%(id)s``) and set its version (``%(version)s``)."""
+    delete: str = ""
+    """Optional: remove one existing row (``%(id)s``)."""
+    version_column: str = ""
+    """Column holding the version each write sets (the write's ledger sequence number); it lets a
+    detector tell whether an update's effect survived.  Required when ``update`` is set."""
 
 
 @dataclass(frozen=True)
@@ -36,51 +63,165 @@ def load_fixture(name: str, directory: Path) -> Fixture:
     if not path.is_file():
         available = ", ".join(sorted(p.stem for p in directory.glob("*.yaml"))) or "none"
         raise ConfigError(f"fixture {name!r} not found in {directory} (available: {available})")
-    return strict.load(Fixture, yaml.safe_load(path.read_text()), str(path))
+    fixture = strict.load(Fixture, yaml.safe_load(path.read_text()), str(path))
+    for table, spec in fixture.tables.items():
+        where = f"{path}: tables.{table}"
+        if spec.update and not spec.version_column:
+            raise ConfigError(f"{where}.version_column is required with an update statement "
+                              "(without it no detector can tell whether an update survived)")
+        if spec.version_column:
+            for op in ("insert", "update"):
+                statement = getattr(spec, op)
+                if statement and "%(version)s" not in statement:
+                    raise ConfigError(f"{where}.{op} must set {spec.version_column} = %(version)s")
+    return fixture
+
+
+class WriteInDoubt(CouldNotVerify):
+    """The connection broke while a write was in flight: it may or may not have committed."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _connection_lost(exc: Exception) -> bool:
+    """True when the error says nothing about the statement's own outcome (the link broke)."""
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith("08") or state.startswith("57P")
 
 
 class Workload:
-    """Writes rows through a backend and records each committed one in the ledger."""
+    """Writes through a backend on one open session per cluster; the ledger records each write."""
 
     def __init__(self, backend: Backend, cluster: ClusterHandle, fixture: Fixture, ledger: Ledger):
         self.backend = backend
-        self.cluster = cluster
         self.fixture = fixture
         self.ledger = ledger
-        self._next_id = max((e.row_id for e in ledger.entries), default=0) + 1
+        self._cluster = cluster
+        self._conn: Any = None
+        self._inspect: Any = None
+        self._next_id = ledger.max_row_id() + 1
+
+    @property
+    def cluster(self) -> ClusterHandle:
+        return self._cluster
+
+    @cluster.setter
+    def cluster(self, cluster: ClusterHandle) -> None:
+        """Write to another cluster from now on (after a failover): same ledger, same id sequence."""
+        self.close()
+        self._cluster = cluster
+
+    def close(self) -> None:
+        for conn in (self._conn, self._inspect):
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # a connection to a killed server: nothing left to release
+                    pass
+        self._conn = self._inspect = None
+
+    def _session(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = self.backend.connect(self._cluster, self.fixture.database)
+        return self._conn
 
     def seed(self) -> None:
         self.backend.run_script(self.cluster, self.fixture.setup)
         self.backend.run_script(self.cluster, self.fixture.schema, dbname=self.fixture.database)
 
+    # -- one write ----------------------------------------------------------------------
+
+    def commit(self, table: str, row_id: int, op: str, phase: str, statement: str | None = None) -> LedgerEntry:
+        """Send one write, record it at acknowledgement; raises ``WriteInDoubt`` if the link broke."""
+        import psycopg
+
+        spec = self.fixture.tables[table]
+        statement = (statement or getattr(spec, op)).strip().rstrip(";")
+        if not statement:
+            raise ConfigError(f"fixture table {table!r} has no {op} statement")
+        entry = self.ledger.sent(table, row_id, op, phase, bool(spec.version_column), _now())
+        params = {"id": row_id, "version": entry.version}
+        try:
+            conn = self._session()
+            count, xid, lo = conn.execute(_WRAP.format(statement=statement), params).fetchone()
+        except (psycopg.Error, CouldNotVerify) as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, psycopg.Error) and not _connection_lost(exc):
+                self.ledger.failed(entry.seq, message)  # the server rolled the statement back
+                raise CouldNotVerify(f"{self.cluster.name}: ledger {op} of {table} id {row_id} failed: "
+                                     f"{message}") from None
+            self.close()
+            raise WriteInDoubt(f"{self.cluster.name}: connection lost during {op} of {table} id {row_id} "
+                               f"(write {entry.seq} is in doubt): {message}") from None
+        acked_at = _now()
+        if count != 1:
+            # Committed, but it changed no row: nothing is owed, and the drill is misconfigured.
+            self.ledger.failed(entry.seq, f"changed {count} rows")
+            raise ConfigError(f"ledger {op} of {table} id {row_id} changed {count} rows, expected 1 "
+                              "(is the id in the table?)")
+        self.ledger.acked(entry.seq, xid, lo, acked_at)
+        try:
+            committed, hi, file_lo, file_hi = conn.execute(_DETAIL, {"xid": xid, "lo": lo}).fetchone()
+        except psycopg.Error as exc:
+            self.close()
+            raise WriteInDoubt(f"{self.cluster.name}: connection lost right after write {entry.seq} was "
+                               f"acknowledged: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
+                               ) from None
+        walfile, exact = file_hi, file_lo == file_hi
+        if not exact:
+            walfile, exact = self._commit_segment(xid, lo, hi, file_hi)
+        committed_at = committed.astimezone(timezone.utc).isoformat(timespec="microseconds") if committed else None
+        self.ledger.detail(entry.seq, committed_at, hi, walfile, exact)
+        return self.ledger.get(entry.seq)
+
+    def _commit_segment(self, xid: str, lo: str, hi: str, fallback: str) -> tuple[str, bool]:
+        """The bracket spans a segment boundary: read the commit record itself (pg_walinspect)."""
+        import psycopg
+
+        try:
+            if self._inspect is None or self._inspect.closed:
+                self._inspect = self.backend.connect(self._cluster, "postgres")
+                self._inspect.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+            row = self._inspect.execute(_COMMIT_RECORD, {"xid": xid, "lo": lo, "hi": hi}).fetchone()
+        except (psycopg.Error, CouldNotVerify):
+            return fallback, False
+        return (row[1], True) if row else (fallback, False)
+
+    # -- workload shapes ----------------------------------------------------------------
+
     def write(self, count: int, phase: str, switch_wal_each: bool = False,
               table: str | None = None, wait_archived: bool = True,
               interval_seconds: float = 0.0) -> list[LedgerEntry]:
-        """Commit ``count`` rows, one transaction each; with ``switch_wal_each`` every row ends
+        """Insert ``count`` rows, one transaction each; with ``switch_wal_each`` every row ends
         its segment and pgdrill waits until that segment is archived."""
         table = table or next(iter(self.fixture.tables))
-        spec = self.fixture.tables[table]
         written = []
         for _ in range(count):
             row_id = self._next_id
             self._next_id += 1
-            # Autocommit: the INSERT is committed when sql() returns; the position read
-            # right after is at or past the end of its commit record.
-            self.backend.sql(self.cluster, spec.insert, {"id": row_id}, dbname=self.fixture.database)  # type: ignore[arg-type]
-            lsn, walfile, at = self.backend.sql(
-                self.cluster,
-                "SELECT pg_current_wal_insert_lsn()::text, pg_walfile_name(pg_current_wal_insert_lsn()),"
-                " to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US+00:00')",
-            )[0]
-            entry = LedgerEntry(table, row_id, at, lsn, walfile, phase)
-            self.ledger.append(entry)
+            entry = self.commit(table, row_id, "insert", phase)
             written.append(entry)
             if switch_wal_each:
                 self.backend.sql(self.cluster, "SELECT pg_switch_wal()")
-                if wait_archived:
-                    self.backend.wait_archived(self.cluster, walfile)
+                if wait_archived and entry.walfile:
+                    self.backend.wait_archived(self.cluster, entry.walfile)
             if interval_seconds:
                 time.sleep(interval_seconds)
+        return written
+
+    def modify(self, ids: list[int], op: str, phase: str = "after_backup", table: str | None = None,
+               switch_wal_after: bool = True, statement: str | None = None) -> list[LedgerEntry]:
+        """One UPDATE or DELETE per id (ledger ``op=update``/``delete``); with ``switch_wal_after``
+        the batch ends its segment and is archived, so a segment can hold nothing but these writes."""
+        table = table or next(iter(self.fixture.tables))
+        written = [self.commit(table, row_id, op, phase, statement) for row_id in ids]
+        if switch_wal_after and written:
+            self.backend.sql(self.cluster, "SELECT pg_switch_wal()")
+            last = written[-1].walfile
+            if last:
+                self.backend.wait_archived(self.cluster, last)
         return written
 
     def steady(self, seconds: float, interval_seconds: float, phase: str = "after_backup") -> list[LedgerEntry]:
@@ -96,48 +237,9 @@ class Workload:
         """``pg_create_restore_point``: a named recovery target; returns its LSN."""
         return str(self.backend.sql(self.cluster, "SELECT pg_create_restore_point(%s)::text", (name,))[0][0])
 
-    def write_baseline(self, count: int) -> None:
-        self.write(count, "baseline")
-
     def close_segment(self) -> str:
         """End the current segment and wait until it is archived; returns its name."""
         walfile = self.backend.sql(self.cluster, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())")[0][0]
         self.backend.sql(self.cluster, "SELECT pg_switch_wal()")
         self.backend.wait_archived(self.cluster, walfile)
         return walfile
-
-    def update(self, ids: list[int], phase: str = "after_backup", table: str | None = None,
-               switch_wal_after: bool = True) -> list[LedgerEntry]:
-        """Commit one UPDATE per id with the fixture's ``update`` statement (ledger ``op=update``)."""
-        table = table or next(iter(self.fixture.tables))
-        statement = self.fixture.tables[table].update
-        if not statement:
-            raise ConfigError(f"fixture table {table!r} has no update statement")
-        return commit_updates(self.backend, self.cluster, self.ledger, self.fixture.database, table, statement,
-                              ids, phase, switch_wal_after)
-
-
-def commit_updates(backend: Backend, cluster: ClusterHandle, ledger: Ledger, database: str, table: str,
-                   statement: str, ids: list[int], phase: str, switch_wal_after: bool) -> list[LedgerEntry]:
-    """UPDATEs only, one transaction per row, each recorded in the ledger with ``op=update``.
-
-    With ``switch_wal_after`` the batch ends its segment and is archived, so a segment can hold
-    nothing but these updates (the row count of the table cannot show whether it was replayed).
-    """
-    written = []
-    for row_id in ids:
-        rows = backend.sql(cluster, statement + " RETURNING 1", {"id": row_id}, dbname=database)  # type: ignore[arg-type]
-        if not rows:
-            raise ConfigError(f"update of {table} id {row_id} changed no row (is the id in the table?)")
-        lsn, walfile, at = backend.sql(
-            cluster,
-            "SELECT pg_current_wal_insert_lsn()::text, pg_walfile_name(pg_current_wal_insert_lsn()),"
-            " to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US+00:00')",
-        )[0]
-        entry = LedgerEntry(table, row_id, at, lsn, walfile, phase, op="update")
-        ledger.append(entry)
-        written.append(entry)
-    if switch_wal_after and written:
-        backend.sql(cluster, "SELECT pg_switch_wal()")
-        backend.wait_archived(cluster, written[-1].walfile)
-    return written

@@ -85,6 +85,10 @@ class Backend(Protocol):
             dbname: str = "postgres", user: str = "postgres") -> list[tuple[Any, ...]]:
         """Run one statement in autocommit and return its rows (empty for no result)."""
 
+    def connect(self, cluster: ClusterHandle, dbname: str = "postgres", user: str = "postgres") -> Any:
+        """An open psycopg connection in autocommit; the caller closes it.  The ledger writer
+        keeps one per cluster, so each write and its follow-up read share a session."""
+
     def run_script(self, cluster: ClusterHandle, script: str, dbname: str = "postgres") -> None:
         """Run a SQL script (fixtures)."""
 

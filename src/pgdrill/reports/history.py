@@ -33,19 +33,58 @@ class History:
     warnings: list[str] = field(default_factory=list)
 
 
+def headline_measure(drill: dict[str, Any]) -> dict[str, Any] | None:
+    """The measure of the drill's headline (worst) path, or None (older results have no measures)."""
+    measures = [m for m in drill.get("measures") or [] if isinstance(m, dict)]
+    if not measures:
+        return None
+    headline = (drill.get("rpo") or {}).get("path") or (drill.get("rto") or {}).get("path")
+    return next((m for m in measures if m.get("path") == headline), measures[0])
+
+
+def _missing_rows(drill: dict[str, Any], headline: dict[str, Any] | None) -> int | None:
+    """Rows owed by the headline path that are not there: rows_expected − rows_present.
+
+    Not ``committed − recovered``: a point-in-time recovery owes only the rows up to its target,
+    so that difference reported missing rows when nothing was missing."""
+    if headline is not None:
+        expected, present = headline.get("rows_expected"), headline.get("rows_present")
+        return expected - present if isinstance(expected, int) and isinstance(present, int) else None
+    ledger = drill.get("ledger") or {}
+    if isinstance(ledger.get("missing"), dict):  # results before per-path measures: the missing row ids
+        return sum(len(ids) for ids in ledger["missing"].values() if isinstance(ids, list))
+    expected, recovered = ledger.get("expected"), ledger.get("recovered")
+    return expected - recovered if isinstance(expected, int) and isinstance(recovered, int) else None
+
+
+def _paths(drill: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    paths: dict[str, dict[str, Any]] = {}
+    for measure in drill.get("measures") or []:
+        if not isinstance(measure, dict) or not measure.get("path"):
+            continue
+        paths[str(measure["path"])] = {"kind": measure.get("kind"),
+                                       "rto_s": (measure.get("rto") or {}).get("total_s"),
+                                       "rpo_s": measure.get("rpo_seconds"),
+                                       "lost_writes": measure.get("lost_writes")}
+    return paths
+
+
 def history_entry(run: dict[str, Any], results_sha256: str) -> dict[str, Any]:
     drills: dict[str, dict[str, Any]] = {}
     for drill in run.get("drills") or []:
         rpo = drill.get("rpo") or {}
-        ledger = drill.get("ledger") or {}
-        committed, recovered = ledger.get("committed"), ledger.get("recovered")
+        rto = drill.get("rto") or {}
+        headline = headline_measure(drill)
         drills[str(drill.get("drill"))] = {
             "verdict": drill.get("verdict"),
-            "rto_s": (drill.get("rto") or {}).get("total_s"),
+            "path": rpo.get("path") or rto.get("path") or (headline or {}).get("path"),
+            "kind": rto.get("kind") or rpo.get("kind") or (headline or {}).get("kind"),
+            "rto_s": rto.get("total_s"),
             "rpo_s": rpo.get("seconds"),
             "lost_writes": rpo.get("lost_writes"),
-            "missing_rows": committed - recovered if isinstance(committed, int) and isinstance(recovered, int)
-            else None,
+            "expected_writes": rpo.get("expected_writes"),
+            "missing_rows": _missing_rows(drill, headline),
+            "paths": _paths(drill),
             "finding_codes": sorted({f.get("code") for f in drill.get("findings") or [] if f.get("code")}),
         }
     for skipped in run.get("not_run") or []:
@@ -127,10 +166,17 @@ class Regression:
     previous_run: str
     growth: float
     threshold: float
+    path: str | None = None
+    """The recovery path compared (None: a result or history line from before per-path measures)."""
+    kind: str | None = None
+    """``archive``, ``failover`` or ``crash``: only RTOs of the same kind are compared."""
 
     @property
     def message(self) -> str:
-        return (f"RTO of {self.drill} grew {self.growth:.0%} against the last good run {self.previous_run}: "
+        what = self.drill
+        if self.path is not None:
+            what += f" path {self.path}" + (f" ({self.kind})" if self.kind else "")
+        return (f"RTO of {what} grew {self.growth:.0%} against the last good run {self.previous_run}: "
                 f"{self.previous_rto_s:.3f} s → {self.rto_s:.3f} s (threshold {self.threshold:.0%})")
 
 
@@ -149,21 +195,55 @@ def runs_up_to(history: History, run: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(same, key=lambda e: (str(e.get("time") or ""), str(e.get("run_id"))))
 
 
+Series = tuple[str | None, str | None]
+"""An RTO series of one drill: (path, kind); (None, None) for a figure recorded before paths."""
+
+
+def rto_series(entry: dict[str, Any]) -> dict[Series, float]:
+    """The RTOs of one history drill entry, by (path, kind)."""
+    paths = entry.get("paths")
+    if isinstance(paths, dict) and paths:
+        return {(str(name), p.get("kind")): value for name, p in paths.items()
+                if isinstance(p, dict) and (value := _number(p.get("rto_s"))) is not None}
+    legacy = _number(entry.get("rto_s"))
+    if legacy is None:
+        return {}
+    if isinstance(paths, dict) and entry.get("kind"):  # new line, but no path measured: the headline's
+        return {(entry.get("path"), entry.get("kind")): legacy}
+    return {(None, None): legacy}
+
+
+def _previous(past: dict[Series, float], series: Series, current: dict[Series, float]) -> float | None:
+    """The past RTO comparable with ``series``: same path and kind.  A line from before paths
+    (one figure, kind unknown) compares only with a drill that has one path, and the reverse."""
+    if series in past:
+        return past[series]
+    if (None, None) in past and len(current) == 1:
+        return past[(None, None)]
+    if series == (None, None) and len(past) == 1:
+        return next(iter(past.values()))
+    return None
+
+
 def rto_regressions(runs: list[dict[str, Any]], run: dict[str, Any],
                     threshold: float = DEFAULT_RTO_GROWTH) -> list[Regression]:
+    """RTO growth above ``threshold`` against the last earlier run in which the drill passed,
+    per drill and per recovery path: a failover RTO is never compared with an archive one."""
     found: list[Regression] = []
     earlier = [e for e in runs if e.get("run_id") != run.get("run_id")]
     for drill in run.get("drills") or []:
         name = str(drill.get("drill"))
-        rto = _number((drill.get("rto") or {}).get("total_s"))
-        if rto is None:
-            continue
-        for entry in reversed(earlier):
-            past = (entry.get("drills") or {}).get(name) or {}
-            previous = _number(past.get("rto_s"))
-            if past.get("verdict") == "passed" and previous:
-                growth = (rto - previous) / previous
-                if growth > threshold:
-                    found.append(Regression(name, rto, previous, str(entry.get("run_id")), growth, threshold))
-                break
+        current = rto_series(history_entry({"drills": [drill]}, "")["drills"][name])
+        for series, rto in current.items():
+            for entry in reversed(earlier):
+                past = (entry.get("drills") or {}).get(name) or {}
+                if past.get("verdict") != "passed":
+                    continue
+                previous = _previous(rto_series(past), series, current)
+                if previous:
+                    growth = (rto - previous) / previous
+                    if growth > threshold:
+                        found.append(Regression(name, rto, previous, str(entry.get("run_id")), growth, threshold,
+                                                series[0], series[1]))
+                    break
     return found

@@ -23,7 +23,7 @@ from .history import DEFAULT_RTO_GROWTH, append_history, history_entry, read_his
 from .junit import write_junit
 from .redact import environment_secrets, redact
 from .timeline import STATES
-from .view import drill_view, history_chart, verdict_label
+from .view import drill_view, history_chart, page_verdict, verdict_counts, verdict_label
 
 log = logging.getLogger("pgdrill.reports")
 
@@ -40,9 +40,16 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["seconds"] = lambda v, digits=3: "n/a" if v is None else f"{float(v):.{digits}f} s"
+    env.filters["seconds"] = _seconds
     env.filters["verdict_label"] = verdict_label
     return env
+
+
+def _seconds(value: Any, digits: int = 3) -> str:
+    """``1.234 s``; ``n/a`` for anything that is not a number (null, a missing key)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "n/a"
+    return f"{float(value):.{digits}f} s"
 
 
 def schema() -> dict[str, Any]:
@@ -101,13 +108,16 @@ def render_run(results_json: Path, *, rto_growth_threshold: float = DEFAULT_RTO_
     regressions = rto_regressions(runs, run, rto_growth_threshold)
 
     drills = [drill_view(d, regressions) for d in run.get("drills") or []]
-    summaries = {str(d.get("drill")): summary_line(d) for d in run.get("drills") or []}
+    summaries = {str(d.get("drill")): _summary(d) for d in run.get("drills") or []}
     first_backend = next((d.get("backend") or {} for d in run.get("drills") or []), {})
     targets = next((d.get("targets") for d in run.get("drills") or [] if d.get("targets")), {})
+    shown = page_verdict(run)
     context = {
         "run": run,
-        "verdict": run.get("verdict"),
-        "verdict_label": verdict_label(run.get("verdict")),
+        "verdict": shown,
+        "verdict_label": verdict_label(shown),
+        "stated_verdict": run.get("verdict"),
+        "verdict_counts": verdict_counts(run),
         "drills": drills,
         "not_run": run.get("not_run") or [],
         "backend": first_backend,
@@ -119,7 +129,7 @@ def render_run(results_json: Path, *, rto_growth_threshold: float = DEFAULT_RTO_
         "schema_problems": problems,
         "history_runs": runs,
         "history_warnings": past.warnings,
-        "rto_chart": history_chart(runs, "rto_s", (targets or {}).get("rto_s"), str(run.get("run_id"))),
+        "rto_chart": history_chart(runs, "rto_s", (targets or {}).get("rto_s"), str(run.get("run_id")), by_kind=True),
         "rpo_chart": history_chart(runs, "rpo_s", (targets or {}).get("rpo_s"), str(run.get("run_id"))),
         "regressions": regressions,
         "threshold": rto_growth_threshold,
@@ -135,6 +145,15 @@ def render_run(results_json: Path, *, rto_growth_threshold: float = DEFAULT_RTO_
     written["html"] = html_path
     written["junit"] = write_junit(run, folder / "junit.xml", summaries, digest)
     return written
+
+
+def _summary(drill: dict[str, Any]) -> str:
+    """``summary_line``, or the verdict alone for a result too broken to summarise (the report
+    of a file that fails the schema still shows what could be read)."""
+    try:
+        return summary_line(drill)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return f"{drill.get('drill')}: {str(drill.get('verdict')).upper()}"
 
 
 def _user() -> str:

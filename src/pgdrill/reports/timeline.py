@@ -164,9 +164,13 @@ def build_timeline(drill: dict[str, Any]) -> Timeline | None:
     fork = _lsn(recovery.get("fork_lsn"))
     new_tl = recovery.get("timeline") if isinstance(recovery.get("timeline"), int) else None
 
-    # Ledger rows by segment, and which of them came back.
-    missing_ids = {(t, int(i)) for t, ids in (ledger.get("missing") or {}).items() for i in ids}
-    entries = [e for e in ledger.get("entries") or [] if isinstance(e, dict)]
+    # Ledger rows by segment, and which of them came back: the headline path's lost writes
+    # (by write sequence), or the missing row ids of a result from before per-path measures.
+    missing = ledger.get("missing") if isinstance(ledger.get("missing"), dict) else {}
+    missing_ids = {(str(t), i) for t, ids in missing.items() if isinstance(ids, list) for i in ids
+                   if isinstance(i, int)}
+    lost_seqs = {w.get("seq") for w in _headline_lost(drill) if isinstance(w, dict) and w.get("seq") is not None}
+    entries = [e for e in ledger.get("entries") or [] if isinstance(e, dict) and isinstance(e.get("row_id"), int)]
 
     for name in list(gaps) + list(restored) + list(beyond):
         seg = _segment(name, size)
@@ -277,17 +281,22 @@ def build_timeline(drill: dict[str, Any]) -> Timeline | None:
         if lsn is None:
             continue
         key = (str(entry.get("table")), int(entry.get("row_id", 0)))
-        recovered = key not in missing_ids
+        if entry.get("state", "acked") != "acked":
+            continue  # in doubt: nothing was owed (listed with the path instead)
+        recovered = key not in missing_ids and entry.get("seq") not in lost_seqs
         ticks.append(Tick(x_lsn(lsn), key[1], recovered,
-                          f"row {key[1]} ({key[0]}) at {lsn}, {entry.get('committed_at')}: "
-                          + ("recovered" if recovered else "MISSING after recovery")))
+                          f"{entry.get('op') or 'insert'} of row {key[1]} ({key[0]}) at {lsn}, "
+                          f"{entry.get('committed_at') or 'commit time unknown'}: "
+                          + ("recovered" if recovered else "LOST after recovery")))
 
     window = None
     last_recovered = _lsn((rpo.get("last_recovered") or {}).get("lsn"))
     if last_committed and rpo.get("lost_writes"):
         start_x = x_lsn(last_recovered) if last_recovered else x_of(lo)
         window = Window(start_x, max(round(x_lsn(last_committed) - start_x, 1), 2.0),
-                        f"RPO window {float(rpo.get('seconds') or 0):.3f} s, {rpo.get('lost_writes')} write(s) lost")
+                        (f"RPO window {float(rpo['seconds']):.3f} s" if isinstance(rpo.get("seconds"), (int, float))
+                         else "RPO window (length unknown)") + f", {rpo.get('lost_writes')} write(s) lost"
+                        + (f" on {rpo['path']}" if rpo.get("path") and len(drill.get("measures") or []) > 1 else ""))
 
     notes: list[str] = []
     if cell == MIN_CELL:
@@ -295,6 +304,18 @@ def build_timeline(drill: dict[str, Any]) -> Timeline | None:
     used = {c.state for lane in lanes for c in lane.cells}
     legend = [(state, text) for state, text in STATES.items() if state in used]
     return Timeline(WIDTH, int(bottom + 40), lanes, markers, ticks, window, top, bottom, table, legend, notes)
+
+
+def _headline_lost(drill: dict[str, Any]) -> list[Any]:
+    """The lost writes of the headline path (``rpo.lost``, or the matching measure's)."""
+    rpo = drill.get("rpo") if isinstance(drill.get("rpo"), dict) else {}
+    if isinstance(rpo.get("lost"), list):
+        return list(rpo["lost"])
+    for measure in drill.get("measures") or []:
+        if isinstance(measure, dict) and measure.get("path") == rpo.get("path") \
+                and isinstance(measure.get("lost"), list):
+            return list(measure["lost"])
+    return []
 
 
 def _place_labels(markers: list[Marker]) -> int:

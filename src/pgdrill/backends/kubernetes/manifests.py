@@ -363,8 +363,11 @@ class Cluster:
         if self.image_name:
             spec["imageName"] = self.image_name
         spec["enableSuperuserAccess"] = self.superuser_access
+        # The ledger reads each write's commit time from the server (pg_xact_commit_timestamp).
+        parameters = {"track_commit_timestamp": "on"}
         if self.archive_timeout:
-            spec["postgresql"] = {"parameters": {"archive_timeout": self.archive_timeout}}
+            parameters["archive_timeout"] = self.archive_timeout
+        spec["postgresql"] = {"parameters": parameters}
         spec["bootstrap"] = self.bootstrap.to_dict()
         if isinstance(self.bootstrap, RecoveryBootstrap):
             spec["externalClusters"] = [self.bootstrap.external_cluster()]

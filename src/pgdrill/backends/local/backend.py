@@ -219,6 +219,16 @@ class LocalBackend:
             raise CouldNotVerify(f"{cluster.name}: SQL failed in database {dbname!r}: "
                                  f"{str(exc).strip().splitlines()[0]}") from None
 
+    def connect(self, cluster: ClusterHandle, dbname: str = "postgres", user: str = "postgres") -> Any:
+        """A psycopg connection in autocommit (the ledger writer keeps one open per cluster)."""
+        import psycopg
+
+        try:
+            return self._get(cluster).connect(dbname, user)
+        except psycopg.Error as exc:
+            raise CouldNotVerify(f"{cluster.name}: cannot connect to {dbname!r}: "
+                                 f"{str(exc).strip().splitlines()[0]}") from None
+
     def run_script(self, cluster: ClusterHandle, script: str, dbname: str = "postgres") -> None:
         """Through psql, so scripts may hold statements that refuse a transaction block."""
         instance = self._get(cluster)
@@ -300,6 +310,7 @@ class LocalBackend:
             return RecoveryOutcome(None, False, backup.backup_id, failed_step="preflight", fatal_lines=[
                 "encountered an error while checking the presence of first needed WAL in the archive: "
                 f"{backup.begin_wal} not found for {source.server_name}"])
+        preflight_done = time.monotonic()
         instance = self._instance(new_name)
         handle = ClusterHandle(new_name, new_name if archive else "", archive,
                                {"pgdata": str(instance.pgdata), "port": instance.port, "log": str(instance.log_file),
@@ -310,7 +321,8 @@ class LocalBackend:
                                 self._env, instance.cwd, timeout=3600)
         restored_at = time.monotonic()
         if restore.returncode != 0:
-            return RecoveryOutcome(handle, False, backup.backup_id, phases={"restore": restored_at - started},
+            return RecoveryOutcome(handle, False, backup.backup_id,
+                                   phases={"preflight": preflight_done - started, "restore": restored_at - preflight_done},
                                    failed_step="restore", fatal_lines=(restore.stderr or restore.stdout).strip().splitlines()[-5:])
         settings = {**instance.base_settings(), **self._archive_settings(new_name if archive else None),
                     "restore_command": self.barman.restore_command(source.server_name),
@@ -326,21 +338,25 @@ class LocalBackend:
         signal_file.touch()
         if self.user.switch:
             os.chown(signal_file, self.user.uid, self.user.gid)
-        start_wall = time.time()
+        # Replay is counted from the end of the restore: configuring and starting the server is
+        # part of it, as it is for CNPG's instance manager.
+        start_wall = time.time() - (time.monotonic() - restored_at)
         instance.start()
         outcome = self._await_promotion(instance, handle, backup.backup_id,
-                                        self.config.local.startup_timeout_seconds)
-        outcome.phases = {"restore": restored_at - started, **outcome.phases}
-        outcome.total = (time.monotonic() - started) if outcome.promoted else None
+                                        self.config.local.startup_timeout_seconds, restored_at)
+        outcome.phases = {"preflight": preflight_done - started, "restore": restored_at - preflight_done,
+                          **outcome.phases}
+        outcome.total = sum(outcome.phases.values()) if outcome.promoted else None
         _split_replay(outcome, instance, start_wall)
         return outcome
 
     def _await_promotion(self, instance: Instance, handle: ClusterHandle, backup_id: str,
-                         timeout: float) -> RecoveryOutcome:
+                         timeout: float, begun: float) -> RecoveryOutcome:
+        """Poll until the server leaves recovery and takes a write (phases ``replay`` from
+        ``begun``, then ``first_write``), or until it dies or ``timeout`` passes."""
         import psycopg
 
-        begun = time.monotonic()
-        deadline = begun + timeout
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not instance.alive() and time.monotonic() - begun > 0.5:
                 lines = instance.log_lines()
@@ -366,7 +382,7 @@ class LocalBackend:
                         lines = instance.log_lines()
                         return RecoveryOutcome(
                             handle, True, backup_id,
-                            phases={"replay": promoted - begun, "promote": written - promoted},
+                            phases={"replay": promoted - begun, "first_write": written - promoted},
                             fork_lsn=fork, timeline=timeline,
                             fatal_lines=_fatal(lines),
                             log_excerpt=[ln for ln in lines if _is_recovery_line(ln)][-30:],
@@ -451,19 +467,23 @@ def _is_recovery_line(line: str) -> bool:
 
 
 def _split_replay(outcome: RecoveryOutcome, instance: Instance, start_wall: float) -> None:
-    """Use the server log's "redo done" timestamp to split the time from start to promotion."""
+    """Split "restore end → out of recovery" at the server log's "redo done" line: ``replay``
+    (start, fetch and apply WAL) then ``promote`` (end-of-recovery checkpoint, new timeline).
+    ``start_wall`` is the wall-clock time of the end of the restore (same host clock as the log)."""
     if not outcome.promoted or "replay" not in outcome.phases:
         return
+    total = outcome.phases["replay"]
+    replay = total
     for line in instance.log_lines():
         if _REDO_DONE in line:
             stamp = log_time(line)
-            if stamp is None:
-                return
-            replay = min(max(stamp.timestamp() - start_wall, 0.0), outcome.phases["replay"])
-            promote_extra = outcome.phases["replay"] - replay
-            outcome.phases["replay"] = replay
-            outcome.phases["promote"] = outcome.phases.get("promote", 0.0) + promote_extra
-            return
+            if stamp is not None:
+                replay = min(max(stamp.timestamp() - start_wall, 0.0), total)
+            break
+    first_write = outcome.phases.pop("first_write", 0.0)
+    outcome.phases["replay"] = replay
+    outcome.phases["promote"] = total - replay
+    outcome.phases["first_write"] = first_write
 
 
 __all__ = ["LocalBackend", "choose_backup", "Lsn"]

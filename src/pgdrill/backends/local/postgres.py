@@ -91,6 +91,8 @@ class Instance:
             "log_timezone": "UTC",
             "wal_level": "replica",
             "max_wal_senders": 5,
+            # The ledger's commit times are the server's own (pg_xact_commit_timestamp).
+            "track_commit_timestamp": "on",
         }
 
     def start(self) -> None:

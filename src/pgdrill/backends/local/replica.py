@@ -195,6 +195,7 @@ def restart_after_crash(backend: LocalBackend, cluster: ClusterHandle, timeout: 
     retries: list[str] = []
     while True:
         attempts += 1
+        attempt_begun = time.monotonic()
         instance.start()
         started = time.monotonic()
         outcome, died = _await_open(instance, cluster, started, timeout, log_offset)
@@ -207,7 +208,10 @@ def restart_after_crash(backend: LocalBackend, cluster: ClusterHandle, timeout: 
             time.sleep(0.5)
             log_offset = len(instance.log_lines())
             continue
-        outcome.phases = {"reap": reaped - begun, "start": started - reaped, **outcome.phases}
+        # Failed attempts (orphans of the killed postmaster still holding the port or shared
+        # memory) are their own phase, so callers can leave them out of the RTO.
+        outcome.phases = {"reap": reaped - begun, "start_retries": attempt_begun - reaped,
+                          "start": started - attempt_begun, **outcome.phases}
         outcome.total = (time.monotonic() - begun) if outcome.promoted else None
         cluster.details["start_attempts"] = attempts
         cluster.details["start_retry_reasons"] = retries
