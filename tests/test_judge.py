@@ -167,10 +167,34 @@ def test_refused():
     assert verdict(refused, r)[0] == Verdict.PASSED
     r.recovery = {"refused": True, "archive_untouched": False}
     assert verdict(refused, r)[0] == Verdict.FAILED
-    r.recovery = {}
+    r.recovery = {"cluster": "postgres-cluster-v2", "promoted": True}  # it ran
     assert verdict(refused, r)[0] == Verdict.FAILED
 
 
 def test_clean_passes():
     v, reasons = verdict(CLEAN, result([]))
     assert v == Verdict.PASSED and "worst path recovery" in reasons[0]
+
+
+def test_bounded_loss_fails_when_nothing_survived_or_the_backup_lost_writes():
+    bounded = Expectation("bounded_loss", max_rpo_seconds=10)
+    everything = measure(lost=27, rpo=2.6)
+    everything["rpo_lower_bound"] = True
+    v, reasons = verdict(bounded, result(["SILENT_DATA_LOSS"], [everything]))
+    assert v == Verdict.FAILED and any("no owed write survived" in r for r in reasons)
+    baseline = measure(lost=1, rpo=1.0)
+    baseline["lost"] = [{"seq": 3, "phase": "baseline"}]
+    v, reasons = verdict(bounded, result(["SILENT_DATA_LOSS"], [baseline]))
+    assert v == Verdict.FAILED and any("before the base backup" in r for r in reasons)
+
+
+def test_a_missing_expected_finding_while_a_detector_was_blind_is_could_not_verify():
+    v, reasons = verdict(LOSS, result(["SILENT_DATA_LOSS"], [measure(lost=2, rpo=0.7)], recovered=25,
+                                      unverified=["archive"]))
+    assert v == Verdict.COULD_NOT_VERIFY and any("WAL_GAP" in r and "archive" in r for r in reasons)
+
+
+def test_refused_that_never_got_to_the_recovery_is_could_not_verify():
+    r2 = result(["ARCHIVE_NOT_EMPTY"], measures=[])
+    r2.recovery = {}
+    assert verdict(Expectation("refused", ["ARCHIVE_NOT_EMPTY"]), r2)[0] == Verdict.COULD_NOT_VERIFY

@@ -192,3 +192,15 @@ def test_rpo_and_rto_findings():
     assert rpo_findings(lossy, 300) == []
     assert rto_findings("p", None, 300) == [] and rto_findings("p", {"total_s": 10.0}, 300) == []
     assert [f.code for f in rto_findings("p", {"total_s": 400.0}, 300)] == ["RTO_EXCEEDED"]
+
+
+def test_a_version_no_write_set_makes_the_key_unverifiable():
+    history = [write(1, 7, 0), write(2, 7, 1, op="update"), write(3, 7, 2, op="update")]
+    assert effects_present(history, state({7: 999})) == {1: None, 2: None, 3: None}
+
+
+def test_lower_bound_only_when_nothing_survived():
+    # The first write is lost but later ones survived: measured from the first lost write, no flag.
+    m = measure_path("r", "archive", None, ADR, state({i: i for i in range(2, 28)}), 27)
+    assert m.lost_writes == 1 and m.prefix_end is None and not m.rpo_lower_bound
+    assert m.rpo_seconds == pytest.approx(120.0 - 0.01)

@@ -74,6 +74,40 @@ def test_interrupted(pgdrill_run):
     assert _junit(results, tmp_path / "reports").find("testsuite").get("errors") == "1"
 
 
+def test_a_check_failing_after_a_passed_verdict_turns_the_record_to_failed(tmp_path):
+    proc, results = _inner_session(tmp_path, '''
+import pytest
+from pgdrill.results import DrillResult, Verdict
+
+@pytest.mark.drill
+def test_checked_after(record_drill):
+    result = DrillResult(drill="checked-after", scenario={}, backend={"name": "local"}, started_at="x",
+                         finished_at="x", verdict=Verdict.PASSED, verdict_reasons=["ok"])
+    record_drill(result)
+    assert 1 == 2, "a drill-specific check"
+''')
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (drill,) = results["drills"]
+    assert drill["verdict"] == "failed" and any("a drill-specific check" in r for r in drill["verdict_reasons"])
+    assert results["verdict"] == "failed"
+    on_disk = json.loads((tmp_path / "reports" / results["run_id"] / "drills" / "checked-after.json").read_text())
+    assert on_disk["verdict"] == "failed"
+
+
+def test_sigterm_under_pytest_is_an_error_too(tmp_path):
+    proc, results = _inner_session(tmp_path, '''
+import os, signal
+import pytest
+
+@pytest.mark.drill
+def test_terminated(pgdrill_run):
+    os.kill(os.getpid(), signal.SIGTERM)
+''')
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (drill,) = results["drills"]
+    assert drill["verdict"] == "error" and drill["error"]["interrupted"]
+
+
 @pytest.mark.integration
 def test_sigint_during_a_real_drill_records_it_as_an_error(tmp_path):
     """``pgdrill run`` on the local backend, SIGINT while the drill runs: exit 130, the drill is in

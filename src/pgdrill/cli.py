@@ -27,7 +27,7 @@ EXIT_OK, EXIT_FAILED, EXIT_UNVERIFIED = 0, 1, 2
 def _run(args: argparse.Namespace) -> int:
     from .backends import make_backend
     from .config import load_config
-    from .drill import DrillContext, run_scenario
+    from .drill import DrillContext, error_result, run_scenario
     from .results import summary_line
     from .runs import Run, new_run_id, sigterm_as_interrupt
     from .scenario import load_scenario, load_scenarios
@@ -52,15 +52,15 @@ def _run(args: argparse.Namespace) -> int:
                     fixtures = Path(scenario.source_file).resolve().parent.parent / "fixtures"
                     result = run_scenario(DrillContext(scenario, config, backend, run.state_dir(scenario.name),
                                                        fixtures, args.keep))
-                except BaseException as exc:  # interrupted: keep the drill's error result
-                    partial = getattr(exc, "pgdrill_result", None)
-                    if partial is not None:
-                        run.add(partial)
-                        print(summary_line(partial.to_dict()))
-                    raise
-                finally:
+                except BaseException as exc:  # interrupted: the drill is an error, never missing
+                    partial = getattr(exc, "pgdrill_result", None) or error_result(
+                        scenario.name, config.backend, exc, "")
+                    run.add(partial)
+                    print(summary_line(partial.to_dict()))
                     backend.close()  # type: ignore[attr-defined]
-                run.add(result)
+                    raise
+                run.add(result)  # before the teardown: an interrupt there must not lose it
+                backend.close()  # type: ignore[attr-defined]
                 print(summary_line(result.to_dict()))
                 for reason in result.verdict_reasons:
                     print(f"  {reason}")

@@ -6,6 +6,7 @@ the local backend and on Kubernetes.
 
 from __future__ import annotations
 
+import copy
 import getpass
 import hashlib
 import logging
@@ -118,18 +119,17 @@ class Disaster:
 
 def run_scenario(ctx: DrillContext) -> DrillResult:
     scenario, config, backend = ctx.scenario, ctx.config, ctx.backend
-    try:
-        result, step = drill_result(ctx)
-    except PgdrillError as exc:
-        result = DrillResult(drill=scenario.name, scenario=scenario.to_dict(), backend={"name": backend.name},
-                             started_at=now_iso(), finished_at=now_iso(), verdict=Verdict.COULD_NOT_VERIFY,
-                             verdict_reasons=[f"{type(exc).__name__}: {exc}"])
-        return result
-    ledger = Ledger(ctx.state_dir / "ledger.jsonl")
+    # A bare record first, so whatever stops the drill from here on is recorded in it.
+    result = DrillResult(drill=scenario.name, scenario=scenario.to_dict(), backend={"name": backend.name},
+                         started_at=now_iso())
     segment_size = config.archive.segment_size_mb * 1024 * 1024
     wl = scenario.workload
     workload: Workload | None = None
     with guard(result):
+        full, step = drill_result(ctx)
+        result.backend, result.targets, result.started_at = full.backend, full.targets, full.started_at
+        step.result = result
+        ledger = Ledger(ctx.state_dir / "ledger.jsonl")
         fixture = load_fixture(wl.fixture, ctx.fixtures_dir)
         with step("provision source cluster with WAL archiving"):
             source = backend.create_source(config.source.cluster_name, wl.archive_timeout_seconds)
@@ -231,6 +231,19 @@ def _record_error(result: DrillResult, exc: BaseException) -> None:
                               + f" (last step: {step}); nothing about this drill is known"]
 
 
+def error_result(drill: str, backend: str, exc: BaseException | None, text: str) -> DrillResult:
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    message = (str(exc).strip().splitlines() or [""])[0] if exc is not None else ""
+    if not message:
+        message = text.strip().splitlines()[-1] if text.strip() else ""
+    return DrillResult(drill=drill, scenario={"name": drill}, backend={"name": backend}, started_at=now_iso(),
+                       finished_at=now_iso(), verdict=Verdict.ERROR,
+                       verdict_reasons=[("interrupted" if interrupted else "the drill raised")
+                                        + f": {message[:300]}; nothing about this drill is known"],
+                       error={"type": type(exc).__name__ if exc else "error", "message": message[:300],
+                              "interrupted": interrupted, "where": []})
+
+
 def could_not_verify(exc: PgdrillError) -> tuple[Verdict, list[str]]:
     """The verdict of a drill that an error stopped before it could judge anything."""
     reason = str(exc) if isinstance(exc, CouldNotVerify) else f"{type(exc).__name__}: {exc}"
@@ -247,7 +260,9 @@ def recover_and_verify(ctx: DrillContext, result: DrillResult, step: Steps, ledg
     The source is gone by now (``disaster``).  The caller judges with ``pgdrill.judge``."""
     backend, config = ctx.backend, ctx.config
     segment_size = config.archive.segment_size_mb * 1024 * 1024
-    clock = disaster.clock
+    # Each path has its own clock from the same disaster: a second path's RTO never holds the
+    # first path's recovery (that time is harness for it).
+    clock = copy.deepcopy(disaster.clock)
     with step(f"recover into {recovery_name}"):
         begun = time.monotonic()
         try:

@@ -30,6 +30,7 @@ from .archive import read_server_archive
 from .backends.base import Backend, ClusterHandle, FailoverBackend
 from .config import Config
 from .drill import Disaster, Steps, guard, now_iso
+from .errors import CouldNotVerify, PgdrillError
 from .failover import assess_archive_resumption, failover_loss_findings
 from .findings import RECOVERY_FAILED, Finding
 from .judge import judge
@@ -39,7 +40,7 @@ from .results import DetectorOutcome, DetectorStatus, DrillResult, Verdict
 from .scenario import Expectation, PathExpectation
 from .verify import check_archive, check_ledger, check_target
 from .wal import SegmentName
-from .workload import Workload, WriteInDoubt, load_fixture
+from .workload import Fixture, Workload, WriteInDoubt, load_fixture
 
 
 @dataclass(frozen=True)
@@ -227,16 +228,25 @@ def _load_and_kill(backend: FailoverBackend, plan: NodeDrillPlan, prep: _Prepare
         evidence["insert_lsn_before_kill"] = backend.sql(primary, "SELECT pg_current_wal_insert_lsn()::text")[0][0]
     except Exception as exc:
         evidence["replication_before_kill"] = f"could not read: {exc}"
+    if load.exception is not None:
+        raise load.exception
+    if not load.is_alive() or load.written == 0:
+        # A load that died early (a connection blip) would let the drill kill an idle primary.
+        raise CouldNotVerify(f"the write load stopped before the kill ({load.stopped_by or 'no write committed'})")
     with step("disaster: SIGKILL the primary's postmaster"):
+        # The kill lands under load: the write in flight is in doubt, a write started after it fails.
         disaster = Disaster(RtoClock(kind, time.monotonic(), now_iso()), 0)  # type: ignore[arg-type]
         backend.kill_primary(primary)
         disaster.clock.exclude("kill", time.monotonic())
         load.stop.set()
         load.join(timeout=30)
         disaster.clock.exclude("stop_load", time.monotonic())
+    if load.is_alive():
+        raise CouldNotVerify("the write load did not stop within 30 s of the kill")
     if load.exception is not None:
         raise load.exception
-    # Every write acknowledged before the kill (the load is stopped: nothing is acknowledged later).
+    # Owed: every write acknowledged before the kill, and any acknowledgement an orphaned backend
+    # still sent after it (the client was told it committed).  The load is stopped: nothing later.
     disaster.bound_seq = prep.ledger.acked_through()
     evidence["load"] = {"rows_committed": load.written, "stopped_by": load.stopped_by,
                         "acknowledged_through_seq": disaster.bound_seq,
@@ -323,7 +333,8 @@ def run_failover_drill(backend: Backend, config: Config, plan: NodeDrillPlan, st
             with step(f"first write on {replica.name} (end of failover RTO)"):
                 workload.cluster = replica  # same ledger and id sequence: no id is ever reused
                 workload.write(1, "after_failover")
-                clock.mark("first_write", time.monotonic())
+                clock.mark("first_write", workload.last_ack_monotonic or time.monotonic())
+                clock.exclude("ledger", time.monotonic())
             result.add_detector(_detector("failover", [], f"{replica.name} promoted to timeline {promotion.timeline} "
                                           f"and committed a write {clock.total:.2f}s after the kill (RTO)"))
             with step("measure commits lost at failover (ledger vs new primary)"):
@@ -459,7 +470,8 @@ def run_crash_drill(backend: Backend, config: Config, plan: NodeDrillPlan, state
             with step(f"first write on {primary.name} (end of crash-recovery RTO)"):
                 workload.close()  # the old session died with the postmaster
                 workload.write(1, "after_restart")
-                clock.mark("first_write", time.monotonic())
+                clock.mark("first_write", workload.last_ack_monotonic or time.monotonic())
+                clock.exclude("ledger", time.monotonic())
             result.add_detector(_detector("restart", [], f"{primary.name} open after crash recovery "
                                           f"({restart.phases.get('crash_recovery', 0.0):.2f}s)"))
             if measure is not None:

@@ -62,7 +62,12 @@ def judge(expect: Expectation, result: DrillResult, rto_bound_seconds: float,
     unverified: list[str] = []
 
     missing_codes = [c for c in expect.findings if c not in codes]
-    if missing_codes:
+    blind = [d.name for d in result.detectors if d.status == DetectorStatus.COULD_NOT_VERIFY]
+    if missing_codes and blind:
+        # The detector that would have reported them may be the one that could not run.
+        unverified.append(f"expected finding(s) not reported: {', '.join(missing_codes)}, while "
+                          f"{', '.join(blind)} could not run")
+    elif missing_codes:
         failures.append(f"expected finding(s) not reported: {', '.join(missing_codes)}")
     allowed = set(expect.findings) | set(expect.allowed)
     if expect.outcome == "bounded_loss":
@@ -74,7 +79,9 @@ def judge(expect: Expectation, result: DrillResult, rto_bound_seconds: float,
 
     if expect.outcome == "refused":
         recovery = result.recovery
-        if not recovery.get("refused"):
+        if not recovery:
+            unverified.append("the recovery never reached the point where it is refused or runs")
+        elif not recovery.get("refused"):
             failures.append("the recovery should have been refused, but it ran")
         elif not recovery.get("archive_untouched", False):
             failures.append("the recovery was refused, but objects under its serverName changed")
@@ -145,6 +152,11 @@ def _judge_recovered(expect: Expectation, result: DrillResult, rto_bound_seconds
             failures.append(f"complete recovery expected, but {label} lost {m['lost_writes']} acknowledged "
                             "write(s)")
         if expect.outcome == "bounded_loss":
+            if m["lost_writes"] and m.get("rpo_lower_bound"):
+                failures.append(f"{label}: no owed write survived, that is not a bounded tail")
+            inside_backup = [w for w in m.get("lost") or [] if w.get("phase") == "baseline"]
+            if inside_backup:
+                failures.append(f"{label}: {len(inside_backup)} write(s) from before the base backup lost")
             if m.get("survivors_after_first_loss"):
                 failures.append(f"{label}: only the unarchived tail may be lost, but "
                                 f"{len(m['survivors_after_first_loss'])} write(s) after the first lost one survived")

@@ -126,35 +126,41 @@ class Ledger:
             raise ValueError(f"{self.path}: line {number}: unknown event {event!r}")
         self._by_seq[seq] = replace(current, **updates)
 
+    def _snapshot(self) -> list[LedgerEntry]:
+        # Readers may run while a load thread appends: copy under the lock.
+        with self._lock:
+            return [e for _, e in sorted(self._by_seq.items())]
+
     @property
     def entries(self) -> list[LedgerEntry]:
-        return [e for _, e in sorted(self._by_seq.items()) if e.state == "acked"]
+        return [e for e in self._snapshot() if e.state == "acked"]
 
     @property
     def in_doubt(self) -> list[LedgerEntry]:
-        return [e for _, e in sorted(self._by_seq.items()) if e.state == "in_doubt"]
+        return [e for e in self._snapshot() if e.state == "in_doubt"]
 
     @property
     def all_writes(self) -> list[LedgerEntry]:
         """Acknowledged and in-doubt writes (not the failed ones), in sequence order."""
-        return [e for _, e in sorted(self._by_seq.items()) if e.state != "failed"]
+        return [e for e in self._snapshot() if e.state != "failed"]
 
     def acked_through(self) -> int:
         """The highest acknowledged sequence number (0 for none): the cut-off at a disaster."""
         return max((e.seq for e in self.entries), default=0)
 
     def next_seq(self) -> int:
+        """Call with the lock held (``sent``) or from a single thread."""
         return max(self._by_seq, default=0) + 1
 
     def max_row_id(self) -> int:
-        return max((e.row_id for e in self._by_seq.values()), default=0)
+        return max((e.row_id for e in self._snapshot()), default=0)
 
     def ids(self, table: str) -> set[int]:
         """Keys with an acknowledged insert."""
         return {e.row_id for e in self.entries if e.table == table and e.op == "insert"}
 
     def tables(self) -> list[str]:
-        return sorted({e.table for e in self._by_seq.values()})
+        return sorted({e.table for e in self._snapshot()})
 
     def last(self) -> LedgerEntry | None:
         """The last acknowledged write."""
@@ -203,7 +209,8 @@ class Ledger:
             self._append({"event": "failed", "seq": seq, "error": error})
 
     def get(self, seq: int) -> LedgerEntry:
-        return self._by_seq[seq]
+        with self._lock:
+            return self._by_seq[seq]
 
 
 def entry_dict(entry: LedgerEntry) -> dict[str, Any]:

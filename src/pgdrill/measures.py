@@ -47,11 +47,16 @@ def effects_present(writes: Sequence[LedgerEntry], state: RowState, versioned: b
         present = row_id in rows
         version = rows.get(row_id) if present else None
         if present and versioned and version is not None:
-            applied = {w.seq for w in history if w.version <= version and w.op != "delete"}
-            # Everything before the write that produced this version is applied too.
-            last_applied = max(applied, default=0)
+            producer = [w for w in history if w.version == version and w.op != "delete"]
+            if not producer:
+                # A version no write of the ledger set (damage, or a write outside the ledger):
+                # nothing can be said about this key's writes.
+                for w in history:
+                    result[w.seq] = None
+                continue
+            # Everything up to the write that produced this version is applied, nothing after it.
             for w in history:
-                result[w.seq] = w.seq <= last_applied
+                result[w.seq] = w.seq <= producer[0].seq
             continue
         if present:  # no usable version: inserts are present, deletes not, updates unknown
             for w in history:
@@ -151,7 +156,8 @@ class PathMeasure:
 
 def _brief(write: LedgerEntry, clock: CommitClock | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {"seq": write.seq, "table": write.table, "row_id": write.row_id, "op": write.op,
-                            "committed_at": write.committed_at, "lsn": write.lsn, "walfile": write.walfile}
+                            "phase": write.phase, "committed_at": write.committed_at, "lsn": write.lsn,
+                            "walfile": write.walfile}
     if clock is not None and write.committed_at is None:
         at, basis = clock.time(write)
         data["committed_at_estimated"] = at.isoformat() if at else None
@@ -205,7 +211,7 @@ def measure_path(path: str, kind: PathKind, cluster: str | None, writes: Sequenc
     end, end_basis = clock.time(last)
     start_write = prefix_end if prefix_end is not None else first_lost
     start, start_basis = clock.time(start_write)
-    measure.rpo_lower_bound = prefix_end is None
+    measure.rpo_lower_bound = not any(effects.get(w.seq) for w in owed)
     bases = {end_basis, start_basis}
     measure.rpo_basis = "unknown" if "unknown" in bases else (
         "estimated_from_ack" if "estimated_from_ack" in bases else "commit_timestamp")

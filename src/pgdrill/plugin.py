@@ -21,7 +21,7 @@ import pytest
 
 from .backends import BACKENDS, Backend, make_backend
 from .config import Config, load_config
-from .drill import DrillContext, run_scenario
+from .drill import DrillContext, error_result, run_scenario
 from .errors import BackendUnavailable, PgdrillError, UsageError
 from .results import DrillResult, Verdict, summary_line
 from .runs import Run, new_run_id
@@ -128,6 +128,7 @@ def record_drill(request: pytest.FixtureRequest, pgdrill_run: Run) -> Callable[[
     def record(result: DrillResult) -> Path | None:
         path = pgdrill_run.add(result)
         request.node.user_properties.append(("pgdrill_result", str(path)))
+        request.node.stash[_RESULT] = (result, path)
         return path
 
     return record
@@ -162,27 +163,26 @@ def _record_error(item: pytest.Item, exc: BaseException | None, text: str) -> No
         item.user_properties.append(("pgdrill_result", str(run.add(partial))))
 
 
-def error_result(drill: str, backend: str, exc: BaseException | None, text: str) -> DrillResult:
-    from .drill import now_iso
-
-    interrupted = isinstance(exc, KeyboardInterrupt)
-    message = (str(exc).strip().splitlines() or [""])[0] if exc is not None else ""
-    if not message:
-        message = text.strip().splitlines()[-1] if text.strip() else ""
-    return DrillResult(drill=drill, scenario={"name": drill}, backend={"name": backend}, started_at=now_iso(),
-                       finished_at=now_iso(), verdict=Verdict.ERROR,
-                       verdict_reasons=[("interrupted" if interrupted else "the drill raised")
-                                        + f": {message[:300]}; nothing about this drill is known"],
-                       error={"type": type(exc).__name__ if exc else "error", "message": message[:300],
-                              "interrupted": interrupted, "where": []})
+_RESULT = pytest.StashKey[tuple[DrillResult, "Path | None"]]()
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    if call.when == "call" and report.failed and call.excinfo is not None \
-            and not isinstance(call.excinfo.value, pytest.fail.Exception):
+    if call.when != "call" or not report.failed or call.excinfo is None:
+        return
+    recorded = item.stash.get(_RESULT, None)
+    if recorded is not None and recorded[0].verdict == Verdict.PASSED:
+        # The drill's own checks after pgdrill's verdict failed: results.json must agree with the test.
+        result, path = recorded
+        result.verdict = Verdict.FAILED
+        result.verdict_reasons.append("a check of the drill test failed after pgdrill judged it: "
+                                      + (str(call.excinfo.value).strip().splitlines() or ["(no message)"])[0][:300])
+        if path is not None:
+            result.write_json(path)
+        return
+    if not isinstance(call.excinfo.value, pytest.fail.Exception):
         _record_error(item, call.excinfo.value, str(report.longreprtext))
 
 
@@ -197,19 +197,35 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
     """Ctrl-C: the drill that was running is recorded as an error (the run is then not passed)."""
     config = _SESSION_CONFIG.get("config")
-    item = config.stash.get(_CURRENT, None) if config is not None else None
+    item = config.stash.get(_CURRENT, None) if isinstance(config, pytest.Config) else None
     if item is not None:
         _record_error(item, excinfo.value, "interrupted")
 
 
-_SESSION_CONFIG: dict[str, pytest.Config] = {}
+_SESSION_CONFIG: dict[str, object] = {}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     _SESSION_CONFIG["config"] = session.config
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: the running drill's clusters are released
+    # and it is recorded as an error.
+    import signal
+
+    def as_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        _SESSION_CONFIG["sigterm"] = signal.signal(signal.SIGTERM, as_interrupt)  # type: ignore[assignment]
+    except ValueError:  # not the main thread (pytest run from a thread): leave signals alone
+        pass
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    previous = _SESSION_CONFIG.pop("sigterm", None)
+    if previous is not None:
+        import signal
+
+        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
     run = session.config.stash.get(_RUN_KEY, None)
     if run is None or not (run.results or run.not_run):
         return

@@ -102,6 +102,9 @@ class Workload:
         self._conn: Any = None
         self._inspect: Any = None
         self._next_id = ledger.max_row_id() + 1
+        self.last_ack_monotonic: float | None = None
+        """When the last write's COMMIT returned: an RTO's first write ends here, before the ledger's
+        own bookkeeping (fsyncs, the follow-up read)."""
 
     @property
     def cluster(self) -> ClusterHandle:
@@ -146,6 +149,7 @@ class Workload:
         try:
             conn = self._session()
             count, xid, lo = conn.execute(_WRAP.format(statement=statement), params).fetchone()
+            self.last_ack_monotonic = time.monotonic()
         except (psycopg.Error, CouldNotVerify) as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if isinstance(exc, psycopg.Error) and not _connection_lost(exc):
