@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generate_archive import generate  # noqa: E402
 
+from pgdrill.archive.store import S3Location, make_client
 from pgdrill.audit import AuditThresholds, exit_code, run_audit  # noqa: E402
 from pgdrill.backends.local.seaweed import SeaweedServer  # noqa: E402
-from pgdrill.s3 import S3Location, make_client  # noqa: E402
 
 TARGET_RATIO = 2.0
 

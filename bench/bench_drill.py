@@ -20,18 +20,19 @@ from pathlib import Path
 from pgdrill.backends.local.backend import LocalBackend
 from pgdrill.backends.local.postgres import pg_bin_dir
 from pgdrill.config import Config
-from pgdrill.drill import DrillContext, run_scenario
+from pgdrill.drill.context import DrillContext
+from pgdrill.drill.runner import run_scenario
+from pgdrill.drill.spec import load_scenario, load_scenarios
 from pgdrill.runs import new_run_id
-from pgdrill.scenario import load_scenario, load_scenarios
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def bare_recovery(backend: LocalBackend, source_server: str, backup_id: str) -> float:
-    instance = backend._instance("bare-restore")
+    instance = backend.new_instance("bare-restore")
     backend.user.own(instance.pgdata, 0o700)
     started = time.monotonic()
-    backend.user.run(backend.barman.restore(source_server, backup_id, str(instance.pgdata)), backend._env,
+    backend.user.run(backend.barman.restore(source_server, backup_id, str(instance.pgdata)), backend.environment,
                      instance.cwd, timeout=600).check_returncode()
     instance.write_settings({**instance.base_settings(), "archive_mode": "off",
                              "restore_command": backend.barman.restore_command(source_server),
@@ -44,7 +45,7 @@ def bare_recovery(backend: LocalBackend, source_server: str, backup_id: str) -> 
     instance.start()
     psql = [str(pg_bin_dir() / "psql"), "-X", "-Atq", "-h", "127.0.0.1", "-p", str(instance.port), "-U", "postgres",
             "-c", "SELECT pg_is_in_recovery()"]
-    while subprocess.run(psql, capture_output=True, text=True, env=backend._env).stdout.strip() != "f":
+    while subprocess.run(psql, capture_output=True, text=True, env=backend.environment).stdout.strip() != "f":
         time.sleep(0.1)
     elapsed = time.monotonic() - started
     instance.stop("immediate")

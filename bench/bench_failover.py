@@ -22,9 +22,13 @@ from pathlib import Path
 
 from pgdrill.backends import make_backend
 from pgdrill.config import load_config
-from pgdrill.failover_drill import (
-    CRASH_RESTART, FAILOVER, FAILOVER_ARCHIVER_BACKLOG, FAILOVER_ARCHIVING_STALLED, NodeDrillPlan,
-    run_crash_drill, run_failover_drill,
+from pgdrill.drill.node import run_crash_drill, run_failover_drill
+from pgdrill.drill.node_plans import (
+    CRASH_RESTART,
+    FAILOVER,
+    FAILOVER_ARCHIVER_BACKLOG,
+    FAILOVER_ARCHIVING_STALLED,
+    NodeDrillPlan,
 )
 from pgdrill.results import DrillResult, Verdict
 

@@ -30,9 +30,10 @@ from pgdrill.backends import make_backend
 from pgdrill.backends.local.integrity_tools import LocalIntegrityTools
 from pgdrill.backends.local.postgres import pg_bin_dir
 from pgdrill.config import Config
-from pgdrill.digest import compare, record
-from pgdrill.integrity import check_integrity
-from pgdrill.integrity_physical import check_physical
+from pgdrill.detectors.digest_compare import compare
+from pgdrill.detectors.digest_sql import record
+from pgdrill.detectors.integrity import check_integrity
+from pgdrill.detectors.physical import check_physical
 
 
 def main() -> int:
@@ -49,7 +50,7 @@ def main() -> int:
 
 def run(backend: Any, scale: int, rounds: int) -> int:
     source = backend.create_source("bench")
-    instance = backend._get(source)
+    instance = backend.node(source)
     tools = LocalIntegrityTools(backend)
 
     def connect(dbname: str) -> Any:
@@ -58,7 +59,7 @@ def run(backend: Any, scale: int, rounds: int) -> int:
     began = time.monotonic()
     init = subprocess.run([str(pg_bin_dir() / "pgbench"), "-i", "-s", str(scale), "-q", "-h", "127.0.0.1",
                            "-p", str(instance.port), "-U", "postgres", "postgres"],
-                          capture_output=True, text=True, env=backend._env, timeout=1800)
+                          capture_output=True, text=True, env=backend.environment, timeout=1800)
     if init.returncode != 0:
         print(init.stderr, file=sys.stderr)
         return 1

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pgdrill.audit.synthetic import SyntheticArchive
 from pgdrill.backends.local.seaweed import SeaweedServer
-from pgdrill.wal import Lsn, SegmentName
+from pgdrill.postgres.wal import Lsn, SegmentName
 
 SERVER_NAME = "postgres-cluster"
 FIRST = 0x100  # first archived segment number

@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from pgdrill.failover_drill import (
-    CRASH_RESTART, FAILOVER, FAILOVER_ARCHIVER_BACKLOG, FAILOVER_ARCHIVING_STALLED, NodeDrillPlan,
-    run_crash_drill, run_failover_drill,
+from pgdrill.drill.node import run_crash_drill, run_failover_drill
+from pgdrill.drill.node_plans import (
+    CRASH_RESTART,
+    FAILOVER,
+    FAILOVER_ARCHIVER_BACKLOG,
+    FAILOVER_ARCHIVING_STALLED,
+    NodeDrillPlan,
 )
 from pgdrill.plugin import assert_drill
 from pgdrill.results import Verdict

@@ -12,16 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from pgdrill.archive import read_server_archive
-from pgdrill.backends.base import RecoveryTarget
-from pgdrill.drill import Disaster, DrillContext, drill_result, guard, recover_and_verify
+from pgdrill.archive.catalog import read_server_archive
+from pgdrill.backends.base import RecoveryTarget, RetentionBackend
+from pgdrill.drill.context import Disaster, DrillContext, drill_result, guard
+from pgdrill.drill.judge import judge
+from pgdrill.drill.recovery import recover_and_verify
+from pgdrill.drill.spec import Expectation, Scenario
 from pgdrill.findings import RECOVERY_WINDOW_BROKEN, RETENTION_NOT_APPLIED, Finding
-from pgdrill.judge import judge
-from pgdrill.ledger import Ledger
 from pgdrill.plugin import assert_drill
 from pgdrill.results import DetectorOutcome, DetectorStatus
-from pgdrill.scenario import Expectation, Scenario
-from pgdrill.workload import Workload, load_fixture
+from pgdrill.workload.fixture import load_fixture
+from pgdrill.workload.ledger import Ledger
+from pgdrill.workload.writer import Workload
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 POLICY = "REDUNDANCY 2"
@@ -41,7 +43,7 @@ SCENARIO = Scenario(
 @pytest.mark.full
 def test_retention_window(drill_backend, record_drill, pgdrill_config, pgdrill_run):
     backend = drill_backend(SCENARIO.name)
-    if not hasattr(backend, "apply_retention"):
+    if not isinstance(backend, RetentionBackend):
         pytest.skip(f"backend {backend.name} cannot apply a retention policy yet")
     state = pgdrill_run.state_dir(SCENARIO.name)
     ledger = Ledger(state / "ledger.jsonl")

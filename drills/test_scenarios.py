@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from pgdrill.drill.spec import load_scenarios
 from pgdrill.plugin import assert_drill
-from pgdrill.scenario import load_scenarios
 
 SCENARIOS = load_scenarios(Path(__file__).resolve().parent.parent / "scenarios")
 

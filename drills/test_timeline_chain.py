@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from pgdrill.drill import Disaster, DrillContext, drill_result, guard, recover_and_verify
-from pgdrill.judge import judge
-from pgdrill.ledger import Ledger
-from pgdrill.scenario import Expectation, Scenario
-from pgdrill.workload import Workload, load_fixture
+from pgdrill.drill.context import Disaster, DrillContext, drill_result, guard
+from pgdrill.drill.judge import judge
+from pgdrill.drill.recovery import recover_and_verify
+from pgdrill.drill.spec import Expectation, Scenario
+from pgdrill.workload.fixture import load_fixture
+from pgdrill.workload.ledger import Ledger
+from pgdrill.workload.writer import Workload
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

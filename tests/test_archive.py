@@ -1,12 +1,18 @@
+import lzma
 from datetime import datetime, timezone
 
 import pytest
 
-from pgdrill.archive import (
-    BaseBackup, ServerArchive, find_gaps, parse_backup_info, recovery_chain, segments_beyond,
+from pgdrill.archive.catalog import (
+    BaseBackup,
+    ServerArchive,
+    parse_backup_info,
+    read_catalog,
+    read_server_archive,
 )
-from pgdrill.s3 import ObjectInfo
-from pgdrill.wal import Lsn, SegmentName, parse_history
+from pgdrill.archive.continuity import find_gaps, recovery_chain, segments_beyond
+from pgdrill.archive.store import ObjectInfo
+from pgdrill.postgres.wal import Lsn, SegmentName, parse_history
 
 ROOT = "pgdrill/run/postgres-cluster/"
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -114,3 +120,76 @@ def test_backup_info_from_real_barman_fields():
     assert backup.size is None
     failed = BaseBackup.from_info("x", "k", "status=FAILED\nbegin_wal=None\n")
     assert not failed.done and failed.begin_wal is None
+
+
+class DictStore:
+    """The two calls the catalog makes, over a dict; records them."""
+
+    def __init__(self, objects: dict[str, bytes]):
+        self.objects = objects
+        self.calls: list[tuple[str, str]] = []
+
+    def list(self, prefix):
+        self.calls.append(("list", prefix))
+        return iter([ObjectInfo(k, len(v), T0) for k, v in sorted(self.objects.items()) if k.startswith(prefix)])
+
+    def get(self, key):
+        self.calls.append(("get", key))
+        return self.objects[key]
+
+
+HISTORY = b"1\t0/30000E8\tno recovery target specified\n"
+
+
+def _store(**extra: bytes) -> DictStore:
+    objects = {
+        ROOT + "base/20261125T043428/backup.info": BACKUP_INFO.encode(),
+        ROOT + "base/20261125T043428/data.tar": b"x" * 10,
+        ROOT + f"wals/0000000100000000/{seg(1, 2)}": b"",
+        ROOT + f"wals/0000000100000000/{seg(1, 3)}.gz": b"",
+        ROOT + "wals/00000002.history": HISTORY,
+    }
+    objects.update({ROOT + k: v for k, v in extra.items()})
+    return DictStore(objects)
+
+
+def test_catalog_lists_once_and_gets_only_metadata():
+    store = _store(**{"wals/00000003.history.xz": lzma.compress(b"1\t0/30000E8\tx\n2\t0/40000E8\ty\n")})
+    catalog = read_catalog(store, ROOT, "postgres-cluster")
+    assert store.calls == [("list", ROOT), ("get", ROOT + "base/20261125T043428/backup.info"),
+                           ("get", ROOT + "wals/00000002.history"), ("get", ROOT + "wals/00000003.history.xz")]
+    assert catalog.problems == () and catalog.objects_listed == 6
+    assert list(catalog.backups) == ["20261125T043428"] and catalog.backups["20261125T043428"].done
+    assert sorted(catalog.histories) == [2, 3] and catalog.histories[2] == parse_history(HISTORY.decode())
+    assert catalog.stored_bytes == {"20261125T043428": 10}
+    assert sorted(catalog.archive.segments(1)) == [2, 3]
+
+
+@pytest.mark.parametrize("body", [BACKUP_INFO.encode()[:70], BACKUP_INFO.split("status=")[0].encode(),
+                                  b"", b"\xff\xfe", b"status=DONE\nbegin_wal=garbage\n"])
+def test_unreadable_backup_info_is_a_problem_unless_strict(body):
+    key = ROOT + "base/20261126T000000/backup.info"
+    store = _store(**{"base/20261126T000000/backup.info": body, "wals/00000003.history.gz": b"damaged"})
+    catalog = read_catalog(store, ROOT, "postgres-cluster")
+    assert list(catalog.backups) == ["20261125T043428"]
+    assert [(p.key, p.backup_id, p.timeline) for p in catalog.problems] == [
+        (key, "20261126T000000", None), (ROOT + "wals/00000003.history.gz", None, 3)]
+    assert set(catalog.unreadable_backups) == {"20261126T000000"} and catalog.unreadable_histories == {3}
+    assert sorted(catalog.histories) == [2]
+    # the drills' reader returns what it always did, minus what it cannot read, and does not raise
+    archive, backups, histories = read_server_archive(store, ROOT, "postgres-cluster")
+    assert [b.backup_id for b in backups] == ["20261125T043428"] and sorted(histories) == [2]
+    assert archive.backup_ids == ["20261125T043428", "20261126T000000"]
+    with pytest.raises(ValueError):
+        read_catalog(store, ROOT, "postgres-cluster", strict=True)
+
+
+def test_catalog_takes_the_segment_size_from_backup_info():
+    info = BACKUP_INFO.replace("begin_wal=000000010000000000000002", "begin_wal=000000010000000000000042")
+    store = DictStore({ROOT + "base/b/backup.info": (info + "xlog_segment_size=1048576\n").encode(),
+                       ROOT + "wals/0000000100000000/000000010000000000000042": b""})
+    catalog = read_catalog(store, ROOT, "postgres-cluster")
+    assert catalog.archive.segment_size == 1048576 and catalog.problems == ()
+    assert catalog.backups["b"].begin_wal == SegmentName(1, 0x42, 1048576)
+    # a caller that names the size gets that size
+    assert read_catalog(store, ROOT, "postgres-cluster", 16 * 1024 * 1024).archive.segment_size == 16 * 1024 * 1024

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from pgdrill.archive.store import S3Location
 from pgdrill.audit import (
     AuditThresholds,
     audit_main,
@@ -19,8 +20,7 @@ from pgdrill.audit import (
 )
 from pgdrill.audit.synthetic import SyntheticArchive
 from pgdrill.errors import ConfigError, S3Error
-from pgdrill.s3 import S3Location
-from pgdrill.wal import Lsn
+from pgdrill.postgres.wal import Lsn
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 LOCATION = S3Location("backups", "postgres/postgres-cluster")
@@ -380,11 +380,57 @@ def test_unreadable_backup_info_is_could_not_verify():
     assert "pgdrill_base_backup_age_seconds" not in render_prometheus(report)
 
 
+@pytest.mark.parametrize("cut", ["mid_line", "before_status", "empty", "mid_utf8"])
+def test_truncated_backup_info_is_unreadable_not_failed(cut):
+    tl = Timeline(days=2)
+    key = f"{tl.synth.root}base/{tl.backups[-1]}/backup.info"
+    body = tl.synth.objects[key].body
+    tl.synth.objects[key].body = {
+        "mid_line": body[: len(body) // 2],
+        "before_status": body[: body.index(b"\nstatus=") + 1],
+        "empty": b"",
+        "mid_utf8": body[: len(body) // 3] + "é".encode()[:1],
+    }[cut]
+    report = audit(tl.synth)
+    # a cut-short backup.info is no proof the backup FAILED: could not verify, no BACKUP_FAILED
+    assert codes(report) == ["METADATA_UNREADABLE"] and exit_code(report) == 2
+    (finding,) = report.findings
+    assert finding.evidence == {"key": key} and finding.message.startswith(key + ": ")
+    assert report.backups[-1].grade == "unreadable"
+
+
 def test_unreadable_history_is_could_not_verify():
     synth, _ = _promoted()
     synth.objects[f"{synth.root}wals/00000002.history"].body = b"not a history\n"
     report = audit(synth)
     assert "METADATA_UNREADABLE" in codes(report) and "TIMELINE_HISTORY_MISSING" not in codes(report)
+
+
+def test_history_files_are_read_in_every_compression_barman_cloud_writes(monkeypatch):
+    import bz2
+    import gzip
+    import lzma
+    import sys
+
+    plain = f"1\t{Lsn(0x30_0000E8)}\tno recovery target specified\n".encode()
+    for suffix, pack in ((".gz", gzip.compress), (".bz2", bz2.compress), (".xz", lzma.compress)):
+        synth, _ = _promoted(with_history=False)
+        synth.objects[f"{synth.root}wals/00000002.history{suffix}"] = type(
+            synth.objects[synth.wal_key(1, 0x10)])(pack(plain), 1, NOW)
+        report = audit(synth)
+        assert codes(report) == [], (suffix, report.findings)
+        assert report.wal.history_files == (f"00000002.history{suffix}",)
+
+    # an optional library that is not installed, or a damaged body: a problem, not a crash
+    monkeypatch.setitem(sys.modules, "lz4", None)
+    for suffix, body, why in ((".lz4", b"\x04\x22\x4d\x18", "lz4 is not installed"),
+                              (".gz", b"not gzip", "Not a gzipped file")):
+        synth, _ = _promoted(with_history=False)
+        key = f"{synth.root}wals/00000002.history{suffix}"
+        synth.objects[key] = type(synth.objects[synth.wal_key(1, 0x10)])(body, 1, NOW)
+        report = audit(synth)
+        assert codes(report) == ["METADATA_UNREADABLE"], report.findings
+        assert report.findings[0].evidence == {"key": key} and why in report.findings[0].message
 
 
 def test_a_verified_alert_wins_over_an_unverified_part():
@@ -476,8 +522,8 @@ def test_cli_rejects_bad_url_and_bad_config(monkeypatch, capsys, tmp_path):
 
 
 def test_fast_listing_parser_gives_the_same_archive_as_the_general_one():
-    from pgdrill.archive import ServerArchive
-    from pgdrill.audit.run import archive_from_listing
+    from pgdrill.archive.catalog import ServerArchive, wal_object_name
+    from pgdrill.postgres.wal import WalObjectName
 
     synth, _ = _promoted()
     root = synth.root
@@ -488,12 +534,17 @@ def test_fast_listing_parser_gives_the_same_archive_as_the_general_one():
                 "wals/0000000100000000/000000010000000100000001.gz.tmp", "other/file", "wals/x"):
         synth.objects[root + odd] = type(synth.objects[synth.wal_key(1, 0x31, ".gz")])(b"", 1, NOW)
     listing = synth.listing()
-    fast = archive_from_listing("postgres-cluster", root, listing)
-    general = ServerArchive.from_listing("postgres-cluster", root, listing)
-    assert sorted(fast.wal, key=lambda w: w.key) == sorted(general.wal, key=lambda w: w.key)
-    assert (fast.backup_ids, fast.backup_info_keys, fast.other) == (
-        general.backup_ids, general.backup_info_keys, general.other)
-    assert fast.segments(1) == general.segments(1)
+    for obj in listing:
+        base = obj.key.rsplit("/", 1)[-1]
+        assert wal_object_name(base) == WalObjectName.parse(base), base
+    archive = ServerArchive.from_listing("postgres-cluster", root, listing)
+    wal_keys = [o.key for o in listing if o.key.startswith(root + "wals/")
+                and WalObjectName.parse(o.key.rsplit("/", 1)[-1]) is not None]
+    assert [w.key for w in archive.wal] == wal_keys  # every WAL name, in listing order
+    assert {o.key for o in archive.other} == {root + "other/file", root + "wals/x"} | {
+        root + "wals/0000000100000000/" + n for n in (
+            "garbage", "0000000100000001000001FF", "000000010000000100000001.gz.tmp")}
+    assert archive.segments(1)[0x31].name.compression == "gz"
 
 
 def test_prometheus_file_is_replaced_atomically(tmp_path):

@@ -9,9 +9,15 @@ from pathlib import Path
 
 import yaml
 
-from pgdrill.audit import AUDIT_CODES, AuditThresholds, build_parser, render_prometheus, run_audit
+from pgdrill.archive.store import S3Location
+from pgdrill.audit import (
+    AUDIT_CODES,
+    AuditThresholds,
+    build_parser,
+    render_prometheus,
+    run_audit,
+)
 from pgdrill.audit.synthetic import SyntheticArchive
-from pgdrill.s3 import S3Location
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 DRILL_METRICS = {"pgdrill_drill_last_success_timestamp"}  # published by drill reports, not the audit

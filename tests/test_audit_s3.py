@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 import uuid
@@ -21,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from pgdrill.archive.store import ObjectStore, S3Credentials, S3Location
 from pgdrill.audit import AuditThresholds, audit_main, exit_code, run_audit
 from pgdrill.audit.synthetic import SyntheticArchive
 from pgdrill.backends.local.seaweed import SeaweedServer, free_port
 from pgdrill.errors import S3Error
-from pgdrill.s3 import ObjectStore, S3Credentials, S3Location
-from pgdrill.wal import Lsn, SegmentName, parse_history
+from pgdrill.postgres.wal import Lsn, SegmentName, parse_history
 
 pytestmark = pytest.mark.integration
 

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from pgdrill.archive import ServerArchive
-from pgdrill.failover import (
-    ARCHIVING_STALLED_AFTER_FAILOVER, ARCHIVING_STALLED_AFTER_RESTART, FAILOVER_COMMITS_LOST,
-    TIMELINE_HISTORY_MISSING, UNARCHIVED_WAL_LOST_AT_FAILOVER, assess_archive_resumption,
+from pgdrill.archive.catalog import ServerArchive
+from pgdrill.archive.store import ObjectInfo
+from pgdrill.detectors.failover import (
+    ARCHIVING_STALLED_AFTER_FAILOVER,
+    ARCHIVING_STALLED_AFTER_RESTART,
+    FAILOVER_COMMITS_LOST,
+    TIMELINE_HISTORY_MISSING,
+    UNARCHIVED_WAL_LOST_AT_FAILOVER,
+    assess_archive_resumption,
     failover_loss_findings,
 )
+from pgdrill.drill.measures import measure_path
 from pgdrill.findings import RPO_EXCEEDED, SILENT_DATA_LOSS, WAL_GAP, Finding
-from pgdrill.ledger import LedgerEntry
-from pgdrill.measures import measure_path
+from pgdrill.postgres.wal import SegmentName, parse_history
 from pgdrill.results import DetectorStatus
-from pgdrill.s3 import ObjectInfo
-from pgdrill.wal import SegmentName, parse_history
+from pgdrill.workload.ledger import LedgerEntry
 
 ROOT = "pgdrill/run/postgres-cluster/"
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)

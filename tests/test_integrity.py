@@ -6,12 +6,20 @@ import struct
 
 import pytest
 
-from pgdrill import pages
-from pgdrill.digest import (
-    DigestSet, Leaf, MerkleTree, TableDigest, Unverifiable, copy_key, cut_leaves, decode_copy_field, diff_ranges,
-    leaf_size, locate_mismatches, merkle_root, runs,
+from pgdrill.detectors.digest import DigestSet, Leaf, TableDigest, Unverifiable
+from pgdrill.detectors.digest_merkle import (
+    MerkleTree,
+    copy_key,
+    cut_leaves,
+    decode_copy_field,
+    diff_ranges,
+    leaf_size,
+    locate_mismatches,
+    merkle_root,
+    runs,
 )
-from pgdrill.integrity_physical import parse_pg_amcheck, parse_pg_checksums
+from pgdrill.detectors.physical import parse_pg_amcheck, parse_pg_checksums
+from pgdrill.postgres import pages
 
 
 def rows(ids: range, suffix: str = "") -> list[bytes]:

@@ -13,18 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from pgdrill import faults_integrity  # noqa: F401  (registers the integrity fault kinds)
 from pgdrill.backends import make_backend
 from pgdrill.config import Config
+from pgdrill.detectors.integrity import IntegrityCheck, check_integrity, record_digests
 from pgdrill.errors import BackendUnavailable, UsageError
-from pgdrill.faults import DeleteWalParams, FaultContext, FaultRecord, inject
-from pgdrill.faults_integrity import CorruptHeapPageParams, CorruptIndexPageParams, UpdateRowsParams
+from pgdrill.faults.base import FaultContext, FaultRecord, FaultSpec
+from pgdrill.faults.pages import CorruptHeapPageParams, CorruptIndexPageParams
+from pgdrill.faults.registry import inject
+from pgdrill.faults.wal import DeleteWalParams
+from pgdrill.faults.writes import UpdateRowsParams
 from pgdrill.findings import Finding
-from pgdrill.integrity import IntegrityCheck, check_integrity, record_digests
-from pgdrill.ledger import Ledger
 from pgdrill.results import DetectorStatus
-from pgdrill.scenario import FaultSpec
-from pgdrill.workload import Workload, load_fixture
+from pgdrill.workload.fixture import load_fixture
+from pgdrill.workload.ledger import Ledger
+from pgdrill.workload.writer import Workload
 
 pytestmark = pytest.mark.integration
 

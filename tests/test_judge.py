@@ -5,10 +5,10 @@ Tests named after an issue-12 item would have passed a wrong verdict on the code
 
 from __future__ import annotations
 
+from pgdrill.drill.judge import judge
+from pgdrill.drill.spec import Expectation, PathExpectation
 from pgdrill.findings import Finding
-from pgdrill.judge import judge
 from pgdrill.results import DetectorOutcome, DetectorStatus, DrillResult, Verdict
-from pgdrill.scenario import Expectation, PathExpectation
 
 RTO_TARGET = 300.0
 

@@ -24,11 +24,15 @@ from pathlib import Path
 import pytest
 
 from pgdrill.backends.base import RecoveryTarget
-from pgdrill.backends.kubernetes import KubernetesSettings, close_kind_environments, make_backend
+from pgdrill.backends.kubernetes import (
+    KubernetesSettings,
+    close_kind_environments,
+    make_backend,
+)
 from pgdrill.backends.kubernetes.kind import KindEnvironment, check_docker
 from pgdrill.config import Config
 from pgdrill.errors import BackendUnavailable, UsageError
-from pgdrill.wal import Lsn
+from pgdrill.postgres.wal import Lsn, SegmentName
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -251,8 +255,6 @@ def test_backup_then_recover_replays_wal_written_after_the_backup(backend) -> No
 
 @pytest.mark.cluster
 def test_deleted_wal_makes_an_lsn_recovery_fail_from_the_job_not_a_timeout(backend) -> None:
-    from pgdrill.backends.kubernetes.faults import delete_wal_object
-
     source = backend.create_source("postgres-cluster")
     _seed(backend, source, 1)
     backend.take_backup(source)
@@ -261,7 +263,13 @@ def test_deleted_wal_makes_an_lsn_recovery_fail_from_the_job_not_a_timeout(backe
         backend.sql(source, "INSERT INTO drill VALUES (%s)", (200 + i,))
         walfiles.append(_switch_and_archive(backend, source))
     target = Lsn.parse(backend.sql(source, "SELECT pg_current_wal_lsn()::text")[0][0])
-    delete_wal_object(backend, source.server_name, walfiles[1])
+    # The delete_wal fault's way (faults/wal.py): the segment's object through backend.store.
+    seg = SegmentName.parse(walfiles[1])
+    keys = [o.key for o in backend.store.list(backend.destination.key(source.server_name, "wals", seg.directory,
+                                                                       seg.name))
+            if o.key.rsplit("/", 1)[-1].split(".")[0] == seg.name and ".partial" not in o.key]
+    assert len(keys) == 1, keys
+    backend.store.delete(keys[0])
     outcome = backend.recover(source, backend.next_recovery_name("postgres-cluster"), RecoveryTarget(lsn=target))
     assert not outcome.promoted
     assert outcome.fatal_lines and "no result after" not in " ".join(outcome.fatal_lines)
@@ -270,17 +278,17 @@ def test_deleted_wal_makes_an_lsn_recovery_fail_from_the_job_not_a_timeout(backe
 @pytest.mark.cluster
 def test_primary_kill_fails_over_and_archiving_resumes(cluster_config, request) -> None:
     from pgdrill.backends.kubernetes import status as st
-    from pgdrill.backends.kubernetes.faults import kill_primary
 
     config, settings = cluster_config
     backend = make_backend(config, "t-failover", settings=replace(settings, instances=2))
     try:
         source = backend.create_source("postgres-cluster")
-        killed = kill_primary(backend, "postgres-cluster")
+        killed = st.ClusterStatus.from_object(backend._cluster("postgres-cluster") or {}).current_primary
+        backend.kill_primary(source)
         verdict = st.Waiter("failover", 240, 5).wait(lambda: (
-            st.Verdict("done", "new primary") if (st.ClusterStatus.from_object(
-                backend._cluster("postgres-cluster") or {}).current_primary not in ("", killed["pod"]))
-            else st.Verdict("waiting", "failing over")))
+            st.WaitState("done", "new primary") if (st.ClusterStatus.from_object(
+                backend._cluster("postgres-cluster") or {}).current_primary not in ("", killed))
+            else st.WaitState("waiting", "failing over")))
         assert verdict.state == "done"
         _switch_and_archive(backend, source)  # archiving works on the new primary (plugin issue #842)
     finally:
@@ -289,9 +297,10 @@ def test_primary_kill_fails_over_and_archiving_resumes(cluster_config, request) 
 
 @pytest.mark.cluster
 def test_s3_outage_breaks_archiving_until_minio_is_back(backend) -> None:
-    from pgdrill.backends.kubernetes.faults import s3_outage
-
     source = backend.create_source("postgres-cluster")
-    with s3_outage(backend):
+    backend.set_object_store_available(False)  # what the s3_outage fault does (faults/cluster.py)
+    try:
         backend.sql(source, "SELECT pg_switch_wal()")
+    finally:
+        backend.set_object_store_available(True)
     _switch_and_archive(backend, source)

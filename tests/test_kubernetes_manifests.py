@@ -16,10 +16,16 @@ from pgdrill.backends.base import RecoveryTarget
 from pgdrill.backends.kubernetes import KubernetesSettings, plan_manifests
 from pgdrill.backends.kubernetes import manifests as m
 from pgdrill.backends.kubernetes.plan import drill_objects, recovery_target_spec
-from pgdrill.backends.kubernetes.schema import ManifestInvalid, crd_schemas, errors, strictify, validate
+from pgdrill.backends.kubernetes.schema import (
+    ManifestInvalid,
+    crd_schemas,
+    errors,
+    strictify,
+    validate,
+)
 from pgdrill.config import ArchiveConfig, Config, S3Config
-from pgdrill.scenario import load_scenarios
-from pgdrill.wal import Lsn
+from pgdrill.drill.spec import load_scenarios
+from pgdrill.postgres.wal import Lsn
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = ROOT / "src/pgdrill/backends/kubernetes/crds"
@@ -147,7 +153,7 @@ def test_plan_wiring_matches_the_adr_and_plugin_docs() -> None:
     source = planned[("Cluster", "postgres-cluster")]["spec"]
     assert source["plugins"] == [{"name": "barman-cloud.cloudnative-pg.io", "isWALArchiver": True,
                                   "parameters": {"barmanObjectName": "pgdrill-store", "serverName": "postgres-cluster"}}]
-    assert source["bootstrap"] == {"initdb": {"database": "app", "owner": "app"}}
+    assert source["bootstrap"] == {"initdb": {"database": "app", "owner": "app", "dataChecksums": True}}
     assert source["postgresql"]["parameters"]["archive_timeout"] == "5min"
     schedule = planned[("ScheduledBackup", "postgres-cluster-daily")]["spec"]
     assert schedule["schedule"] == "0 0 2 * * *" and schedule["method"] == "plugin"

@@ -10,11 +10,6 @@ from __future__ import annotations
 import json
 
 from pgdrill.backends.kubernetes import status as st
-from pgdrill.backends.kubernetes.faults import corrupted, wal_object_key
-
-import pytest
-
-from pgdrill.errors import UsageError
 
 # CNPG docs/src/troubleshooting.md ("Below is a snippet of a `cluster.status` that contains a
 # failing condition"), verbatim conditions.
@@ -128,13 +123,13 @@ def test_docs_failing_status_is_not_ready_and_names_the_archiving_error() -> Non
     status = st.ClusterStatus.from_object(DOCS_FAILING_STATUS)
     assert not status.ready and status.archiving is False
     assert "barman-cloud-wal-archive" in status.archiving_message
-    assert st.judge_cluster_ready(DOCS_FAILING_STATUS).state == "waiting"
+    assert st.cluster_ready_state(DOCS_FAILING_STATUS).state == "waiting"
 
 
 def test_healthy_cluster_is_done_and_archiving_is_required_when_asked() -> None:
-    assert st.judge_cluster_ready(healthy_cluster()).state == "done"
-    assert st.judge_cluster_ready(healthy_cluster(None), need_archiving=True).state == "waiting"
-    failing = st.judge_cluster_ready(healthy_cluster(False), need_archiving=True)
+    assert st.cluster_ready_state(healthy_cluster()).state == "done"
+    assert st.cluster_ready_state(healthy_cluster(None), need_archiving=True).state == "waiting"
+    failing = st.cluster_ready_state(healthy_cluster(False), need_archiving=True)
     assert failing.state == "failed" and "exit status 2" in failing.summary
 
 
@@ -142,7 +137,7 @@ def test_terminal_phase_stops_the_wait() -> None:
     obj = setting_up()
     obj["status"]["phase"] = "Cluster is unrecoverable and needs manual intervention"
     obj["status"]["phaseReason"] = "bootstrap failed"
-    verdict = st.judge_cluster_ready(obj)
+    verdict = st.cluster_ready_state(obj)
     assert verdict.state == "failed" and "bootstrap failed" in verdict.summary
 
 
@@ -156,14 +151,14 @@ def backup(phase: str, **status: str) -> dict:
 
 
 def test_backup_phases() -> None:
-    assert st.judge_backup(backup("running")).state == "waiting"
-    done = st.judge_backup(backup("completed", backupId="20251023T120000", beginWal="000000010000000000000004",
+    assert st.backup_state(backup("running")).state == "waiting"
+    done = st.backup_state(backup("completed", backupId="20251023T120000", beginWal="000000010000000000000004",
                                   endWal="000000010000000000000004"))
     assert done.state == "done" and "20251023T120000" in done.summary
-    failed = st.judge_backup(backup("failed", error="rpc error: code = Unknown desc = exit status 4"))
+    failed = st.backup_state(backup("failed", error="rpc error: code = Unknown desc = exit status 4"))
     assert failed.state == "failed" and "exit status 4" in failed.summary
-    assert st.judge_backup(backup("walArchivingFailing")).state == "failed"
-    assert st.judge_backup({}).state == "waiting"
+    assert st.backup_state(backup("walArchivingFailing")).state == "failed"
+    assert st.backup_state({}).state == "waiting"
 
 
 def test_recovery_window_comes_from_the_object_store_status() -> None:
@@ -210,13 +205,13 @@ def test_plain_text_logs_are_understood_too() -> None:
 
 
 def test_recovery_waits_while_the_job_runs() -> None:
-    verdict = st.judge_recovery(setting_up(), job(active=1), [pod("p1", "Running")], {})
+    verdict = st.recovery_state(setting_up(), job(active=1), [pod("p1", "Running")], {})
     assert verdict.state == "waiting" and "Setting up primary" in verdict.summary and "1 active" in verdict.summary
 
 
 def test_recovery_fails_on_backoff_limit_with_log_evidence() -> None:
     pods = [pod(f"postgres-cluster-v2-1-full-recovery-{i}", "Failed") for i in range(7)]
-    verdict = st.judge_recovery(setting_up(), job(failed=7, condition=BACKOFF), pods,
+    verdict = st.recovery_state(setting_up(), job(failed=7, condition=BACKOFF), pods,
                                 {pods[0]["metadata"]["name"]: REPLAY_LOG})
     assert verdict.state == "failed" and "BackoffLimitExceeded" in verdict.summary
     assert verdict.evidence == ("FATAL: recovery ended before configured recovery target was reached",)
@@ -225,19 +220,19 @@ def test_recovery_fails_on_backoff_limit_with_log_evidence() -> None:
 def test_recovery_fails_early_after_enough_failed_pods_with_errors() -> None:
     pods = [pod("r-a", "Failed"), pod("r-b", "Failed"), pod("r-c", "Pending")]
     logs = {"r-a": ISSUE_6470_LOG, "r-b": ISSUE_6470_LOG}
-    verdict = st.judge_recovery(setting_up(), job(failed=2, active=1), pods, logs, failed_pod_limit=2)
+    verdict = st.recovery_state(setting_up(), job(failed=2, active=1), pods, logs, failed_pod_limit=2)
     assert verdict.state == "failed" and "2 full-recovery pods failed" in verdict.summary
     # One failure is not enough: the Job retries, and a retry may pick a newer backup (issue #11475).
-    one = st.judge_recovery(setting_up(), job(failed=1, active=1), pods[:1] + pods[2:], {"r-a": ISSUE_6470_LOG})
+    one = st.recovery_state(setting_up(), job(failed=1, active=1), pods[:1] + pods[2:], {"r-a": ISSUE_6470_LOG})
     assert one.state == "waiting"
     # Failed pods without any error line are not a verdict either (evicted, node lost...).
-    silent = st.judge_recovery(setting_up(), job(failed=2, active=1), pods, {"r-a": "", "r-b": ""})
+    silent = st.recovery_state(setting_up(), job(failed=2, active=1), pods, {"r-a": "", "r-b": ""})
     assert silent.state == "waiting"
 
 
 def test_recovery_done_when_cluster_ready_even_after_a_retry() -> None:
     ready = healthy_cluster()
-    verdict = st.judge_recovery(ready, job(failed=1, complete=True), [pod("r-a", "Failed"), pod("r-b", "Succeeded")],
+    verdict = st.recovery_state(ready, job(failed=1, complete=True), [pod("r-a", "Failed"), pod("r-b", "Succeeded")],
                                 {"r-a": REPLAY_LOG})
     assert verdict.state == "done"
 
@@ -259,8 +254,8 @@ class FakeClock:
 def test_waiter_reports_progress_and_returns_the_verdict() -> None:
     clock = FakeClock()
     said: list[str] = []
-    states = iter([st.Verdict("waiting", "a"), st.Verdict("waiting", "a"), st.Verdict("waiting", "b"),
-                   st.Verdict("done", "c")])
+    states = iter([st.WaitState("waiting", "a"), st.WaitState("waiting", "a"), st.WaitState("waiting", "b"),
+                   st.WaitState("done", "c")])
     waiter = st.Waiter("thing", timeout=100, interval=5, progress=said.append, clock=clock, sleep=clock.sleep)
     verdict = waiter.wait(lambda: next(states))
     assert verdict.state == "done"
@@ -273,7 +268,7 @@ def test_waiter_times_out_with_the_last_state_and_heartbeats() -> None:
     said: list[str] = []
     waiter = st.Waiter("recovery x", timeout=60, interval=5, heartbeat=30, progress=said.append,
                        clock=clock, sleep=clock.sleep)
-    verdict = waiter.wait(lambda: st.Verdict("waiting", "Setting up primary"))
+    verdict = waiter.wait(lambda: st.WaitState("waiting", "Setting up primary"))
     assert verdict.state == "timeout" and "Setting up primary" in verdict.summary and "60s" in verdict.summary
     assert len(said) == 3  # first sight, then a heartbeat every 30 s
     assert clock.now == 60
@@ -289,28 +284,5 @@ def test_waiter_drives_a_recorded_recovery_to_failure_before_the_timeout() -> No
         (setting_up(), job(failed=2, active=1), pods, {"r-a": REPLAY_LOG, "r-b": REPLAY_LOG}),
     ])
     verdict = st.Waiter("recovery", timeout=800, interval=5, clock=clock, sleep=clock.sleep).wait(
-        lambda: st.judge_recovery(*next(frames)))
+        lambda: st.recovery_state(*next(frames)))
     assert verdict.state == "failed" and clock.now == 15
-
-
-# --- fault helpers --------------------------------------------------------------------------------
-
-
-def test_wal_object_key_picks_the_segment_not_partial_or_backup_label() -> None:
-    base = "pgdrill/run/postgres-cluster/wals/0000000100000000/"
-    keys = [base + "000000010000000000000009.gz", base + "000000010000000000000009.00000028.backup.gz",
-            base + "00000001000000000000000A.gz", base + "000000010000000000000009.partial"]
-    assert wal_object_key(keys, "000000010000000000000009") == base + "000000010000000000000009.gz"
-    with pytest.raises(UsageError, match="not in the archive"):
-        wal_object_key(keys, "00000001000000000000000B")
-
-
-def test_corruption_keeps_size_and_changes_content() -> None:
-    import gzip
-    import zlib
-
-    body = gzip.compress(bytes(range(256)) * 4096)
-    damaged = corrupted(body)
-    assert len(damaged) == len(body) and damaged != body
-    with pytest.raises((OSError, EOFError, zlib.error)):
-        gzip.decompress(damaged)

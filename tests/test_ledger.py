@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pgdrill.ledger import Ledger
+from pgdrill.workload.ledger import Ledger
 
 
 def test_a_write_is_owed_only_once_acknowledged(tmp_path):

@@ -10,10 +10,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pgdrill.ledger import LedgerEntry
-from pgdrill.measures import (
-    CommitClock, RtoClock, effects_present, measure_path, rpo_findings, rto_findings, worst_path,
+from pgdrill.drill.measures import (
+    CommitClock,
+    RtoClock,
+    effects_present,
+    measure_path,
+    rpo_findings,
+    rto_findings,
+    worst_path,
 )
+from pgdrill.workload.ledger import LedgerEntry
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 

@@ -28,7 +28,12 @@ from typing import Any
 import pytest
 
 from pgdrill.reports import render_run, report_main
-from pgdrill.reports.history import HistoryWarning, history_entry, read_history, rto_regressions
+from pgdrill.reports.history import (
+    HistoryWarning,
+    history_entry,
+    read_history,
+    rto_regressions,
+)
 from pgdrill.reports.redact import REDACTED
 from pgdrill.reports.render import schema_errors
 from pgdrill.reports.timeline import build_timeline, id_ranges
@@ -845,7 +850,7 @@ def _drill_subprocess_files(tmp_path: Path) -> tuple[Path, Path]:
         from pathlib import Path
         import pytest
         from pgdrill.plugin import assert_drill
-        from pgdrill.scenario import load_scenarios
+        from pgdrill.drill.spec import load_scenarios
 
         SCENARIOS = [s for s in load_scenarios(Path({str(REPO / "scenarios")!r})) if s.name == "clean-recovery"]
 

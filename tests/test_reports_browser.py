@@ -13,12 +13,20 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from chromium_cdp import find_chromium, visit
-from pgdrill.reports import render_run
 from test_reports import (
-    CNV_RUN, PASSED_RUN, error_drill, failover_drill, make_could_not_verify, make_run, new_drill, stage, stage_run,
+    CNV_RUN,
+    PASSED_RUN,
+    error_drill,
+    failover_drill,
+    make_could_not_verify,
+    make_run,
+    new_drill,
+    stage,
+    stage_run,
 )
+
+from pgdrill.reports import render_run
 
 CHROMIUM = find_chromium()
 pytestmark = [

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from pgdrill.drill.spec import load_scenario, load_scenarios
 from pgdrill.errors import ConfigError
-from pgdrill.scenario import load_scenario, load_scenarios
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,12 @@
 import pytest
 
-from pgdrill.wal import Lsn, SegmentName, WalObjectName, parse_history, segments_per_log
+from pgdrill.postgres.wal import (
+    Lsn,
+    SegmentName,
+    WalObjectName,
+    parse_history,
+    segments_per_log,
+)
 
 MB16 = 16 * 1024 * 1024
 

@@ -11,9 +11,10 @@ import pytest
 
 from pgdrill.backends.local.backend import LocalBackend
 from pgdrill.config import Config
-from pgdrill.ledger import Ledger
-from pgdrill.verify import read_state
-from pgdrill.workload import WriteInDoubt, Workload, load_fixture
+from pgdrill.detectors.ledger import read_state
+from pgdrill.workload.fixture import load_fixture
+from pgdrill.workload.ledger import Ledger
+from pgdrill.workload.writer import Workload, WriteInDoubt
 
 pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

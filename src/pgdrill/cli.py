@@ -18,19 +18,20 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__
-from .errors import PgdrillError, UsageError
+from pgdrill import __version__
+from pgdrill.errors import PgdrillError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_UNVERIFIED = 0, 1, 2
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .backends import make_backend
-    from .config import load_config
-    from .drill import DrillContext, error_result, run_scenario
-    from .results import summary_line
-    from .runs import Run, new_run_id, sigterm_as_interrupt
-    from .scenario import load_scenario, load_scenarios
+    from pgdrill.backends.factory import make_backend
+    from pgdrill.config import load_config
+    from pgdrill.drill.context import DrillContext, error_result
+    from pgdrill.drill.runner import run_scenario
+    from pgdrill.drill.spec import load_scenario, load_scenarios
+    from pgdrill.results import summary_line
+    from pgdrill.runs import Run, new_run_id, sigterm_as_interrupt
 
     config = load_config(args.config)
     config = replace(config, backend=args.backend or config.backend,
@@ -78,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _render(results_json: Path) -> None:
-    from .reports import render_run
+    from pgdrill.reports import render_run
 
     try:
         render_run(results_json)
@@ -90,9 +91,9 @@ def _plan(argv: list[str]) -> int:
     """Like ``kubectl apply --dry-run``: every object a drill would create, as YAML."""
     import yaml
 
-    from .backends.kubernetes import plan_manifests
-    from .config import load_config
-    from .scenario import load_scenario
+    from pgdrill.backends.kubernetes.plan import plan_manifests
+    from pgdrill.config import load_config
+    from pgdrill.drill.spec import load_scenario
 
     parser = argparse.ArgumentParser(prog="pgdrill plan", description=_plan.__doc__)
     parser.add_argument("scenario", help="scenario file")
@@ -105,7 +106,7 @@ def _plan(argv: list[str]) -> int:
 
 
 def _scenarios(args: argparse.Namespace) -> int:
-    from .scenario import load_scenarios
+    from pgdrill.drill.spec import load_scenarios
 
     for scenario in load_scenarios(Path(args.scenarios_dir)):
         faults = ", ".join(f.kind for f in scenario.faults) or "no fault"
@@ -115,7 +116,7 @@ def _scenarios(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from .cleanup import clean_leftovers
+    from pgdrill.cleanup import clean_leftovers
 
     for line in clean_leftovers(Path(args.workdir) if args.workdir else None, dry_run=args.dry_run):
         print(line)
@@ -158,12 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _delegate(command: str, rest: list[str]) -> int:
     if command == "audit":
-        from .audit.cli import audit_main
+        from pgdrill.audit.cli import audit_main
 
         return audit_main(rest)
     if command == "plan":
         return _plan(rest)
-    from .reports import report_main
+    from pgdrill.reports import report_main
 
     return int(report_main(rest))
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from . import strict
-from .audit.thresholds import AuditThresholds
-from .backends.kubernetes.settings import KubernetesSettings
-from .errors import ConfigError
+from pgdrill import strict
+from pgdrill.audit.thresholds import AuditThresholds
+from pgdrill.backends.kubernetes.settings import KubernetesSettings
+from pgdrill.errors import ConfigError
 
 Compression = Literal["none", "gzip", "bzip2", "snappy", "lz4"]
 
@@ -78,9 +78,6 @@ class Config:
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     """The kind and k8s backends (kubeconfig, context, pinned versions, timeouts)."""
     reports_dir: str = "reports"
-
-    def with_overrides(self, **changes: object) -> Config:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

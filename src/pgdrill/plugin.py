@@ -12,20 +12,22 @@ skipped (reported as not run), never passed.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-import sys
 from pathlib import Path
 
 import pytest
 
-from .backends import BACKENDS, Backend, make_backend
-from .config import Config, load_config
-from .drill import DrillContext, error_result, run_scenario
-from .errors import BackendUnavailable, PgdrillError, UsageError
-from .results import DrillResult, Verdict, summary_line
-from .runs import Run, new_run_id
-from .scenario import Scenario
+from pgdrill.backends.base import Backend
+from pgdrill.backends.factory import BACKENDS, make_backend
+from pgdrill.config import Config, load_config
+from pgdrill.drill.context import DrillContext, error_result
+from pgdrill.drill.runner import run_scenario
+from pgdrill.drill.spec import Scenario
+from pgdrill.errors import BackendUnavailable, PgdrillError, UsageError
+from pgdrill.results import DrillResult, Verdict, summary_line
+from pgdrill.runs import Run, new_run_id
 
 _RUN_KEY = pytest.StashKey[Run]()
 
@@ -231,10 +233,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     path = run.write()
     if run.backend == "kind":
-        from .backends.kubernetes import close_kind_environments
+        from pgdrill.backends.kubernetes.factory import close_kind_environments
 
         close_kind_environments()  # the kind cluster is shared by a session's drills
-    from .reports import render_run
+    from pgdrill.reports import render_run
 
     try:
         render_run(path)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .findings import Finding
+from pgdrill.findings import Finding
 
 SCHEMA_VERSION = 1
 
@@ -110,7 +110,7 @@ class DrillResult:
 
     def set_measures(self, measures: list[Any]) -> None:
         """Record every path's measure; the worst becomes the headline RPO and RTO."""
-        from .measures import worst_path
+        from pgdrill.drill.measures import worst_path
 
         self.measures = [m.to_dict() for m in measures]
         worst = worst_path(measures)

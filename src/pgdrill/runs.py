@@ -7,7 +7,6 @@ JUnit, history) read that file, so a report can be rebuilt later with ``pgdrill 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .results import SCHEMA_VERSION, DrillResult, Verdict
+from pgdrill.results import SCHEMA_VERSION, DrillResult, Verdict
 
 
 def new_run_id() -> str:
@@ -104,6 +103,3 @@ def sigterm_as_interrupt() -> Iterator[None]:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
-
-def default_reports_dir() -> Path:
-    return Path(os.environ.get("PGDRILL_REPORTS_DIR", "reports"))

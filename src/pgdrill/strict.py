@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
-from .errors import ConfigError
+from pgdrill.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -8,16 +8,30 @@
 objects; ``analyze`` is the pure judgement (used by drills on listings they already have).
 """
 
-from .analyze import ArchiveMetadata, analyze
-from .cli import audit_main, build_parser
-from .codes import AUDIT_CODES, UNVERIFIED_CODES
-from .render import exit_code, render_prometheus, render_table, write_prometheus
-from .report import AuditReport, BackupAudit, Recoverability, WalAudit
-from .run import run_audit
-from .thresholds import AuditThresholds, load_thresholds
+from __future__ import annotations
 
-__all__ = [
-    "AUDIT_CODES", "ArchiveMetadata", "AuditReport", "AuditThresholds", "BackupAudit", "Recoverability",
-    "UNVERIFIED_CODES", "WalAudit", "analyze", "audit_main", "build_parser", "exit_code", "load_thresholds",
-    "render_prometheus", "render_table", "run_audit", "write_prometheus",
-]
+from pgdrill._lazy import lazy_names
+
+_PUBLIC = {
+    "ArchiveMetadata": "pgdrill.audit.analyze",
+    "analyze": "pgdrill.audit.analyze",
+    "audit_main": "pgdrill.audit.cli",
+    "build_parser": "pgdrill.audit.cli",
+    "AUDIT_CODES": "pgdrill.audit.codes",
+    "UNVERIFIED_CODES": "pgdrill.audit.codes",
+    "exit_code": "pgdrill.audit.render",
+    "render_prometheus": "pgdrill.audit.render",
+    "render_table": "pgdrill.audit.render",
+    "write_prometheus": "pgdrill.audit.render",
+    "AuditReport": "pgdrill.audit.report",
+    "BackupAudit": "pgdrill.audit.report",
+    "Recoverability": "pgdrill.audit.report",
+    "WalAudit": "pgdrill.audit.report",
+    "run_audit": "pgdrill.audit.run",
+    "AuditThresholds": "pgdrill.audit.thresholds",
+    "load_thresholds": "pgdrill.audit.thresholds",
+}
+__all__ = sorted(_PUBLIC)
+
+
+__getattr__, __dir__ = lazy_names(__name__, _PUBLIC)

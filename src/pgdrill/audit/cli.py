@@ -8,11 +8,16 @@ import sys
 from datetime import datetime, timezone
 from typing import TextIO
 
-from ..errors import UsageError
-from ..s3 import ObjectStore, S3Credentials, S3Location
-from .render import EXIT_COULD_NOT_VERIFY, exit_code, render_table, write_prometheus
-from .run import run_audit, unverified_report
-from .thresholds import AuditThresholds
+from pgdrill.archive.store import ObjectStore, S3Credentials, S3Location
+from pgdrill.audit.render import (
+    EXIT_COULD_NOT_VERIFY,
+    exit_code,
+    render_table,
+    write_prometheus,
+)
+from pgdrill.audit.run import run_audit, unverified_report
+from pgdrill.audit.thresholds import AuditThresholds
+from pgdrill.errors import UsageError
 
 
 def build_parser(prog: str = "pgdrill audit") -> argparse.ArgumentParser:
@@ -73,6 +78,6 @@ def audit_main(argv: list[str], stdout: TextIO | None = None, stderr: TextIO | N
 
 def _thresholds(path: str | None) -> AuditThresholds:
     """The ``[audit]`` table of pgdrill's config; the whole file is checked strictly."""
-    from ..config import load_config
+    from pgdrill.config import load_config
 
     return load_config(path).audit

@@ -7,11 +7,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..findings import Severity
-from .analyze import format_time, human_bytes, human_duration
-from . import codes
-from .codes import AUDIT_CODES
-from .report import AuditReport
+from pgdrill.audit import codes
+from pgdrill.audit.codes import AUDIT_CODES
+from pgdrill.audit.formatting import format_time, human_bytes, human_duration
+from pgdrill.audit.report import AuditReport
+from pgdrill.findings import Severity
 
 EXIT_HEALTHY, EXIT_ALERT, EXIT_COULD_NOT_VERIFY = 0, 1, 2
 _GRADES = ("pitr_capable", "consistent", "waiting_for_wal", "not_consistent", "in_progress", "failed",

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from ..archive import Gap
-from ..findings import Finding, Severity
-from .codes import UNVERIFIED_CODES
-from .thresholds import AuditThresholds
+from pgdrill.archive.continuity import Gap
+from pgdrill.audit.codes import UNVERIFIED_CODES
+from pgdrill.audit.thresholds import AuditThresholds
+from pgdrill.findings import Finding, Severity
 
 Grade = Literal[
     "pitr_capable",  # consistent, and every segment from its begin WAL to the newest WAL is there

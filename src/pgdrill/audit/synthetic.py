@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ..s3 import ObjectInfo, ObjectStore
-from ..wal import DEFAULT_SEGMENT_SIZE, Lsn, SegmentName
+from pgdrill.archive.store import ObjectInfo, ObjectStore
+from pgdrill.postgres.wal import DEFAULT_SEGMENT_SIZE, Lsn, SegmentName
 
 __all__ = ["SyntheticArchive", "backup_info_text"]
 

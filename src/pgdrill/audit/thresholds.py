@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .. import strict
-from ..errors import ConfigError
+from pgdrill import strict
+from pgdrill.errors import ConfigError
 
 
 @dataclass(frozen=True)

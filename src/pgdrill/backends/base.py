@@ -3,6 +3,10 @@
 The drill runner only speaks this protocol, so scenarios run unchanged on every backend.
 All backends keep CNPG's object layout under ``destination``:
 ``<prefix>/<serverName>/base/<backup_id>/`` and ``<prefix>/<serverName>/wals/<16 hex>/<segment>``.
+
+Optional capabilities are Protocols too, probed with ``isinstance`` (never ``hasattr``):
+``FailoverBackend``, ``ObjectStoreOutage``, ``RetentionBackend``, ``KeepInfo`` and
+``IntegrityToolsProvider``.
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ..s3 import ObjectStore, S3Location
-from ..wal import Lsn
+from pgdrill.archive.store import ObjectStore, S3Location
+from pgdrill.postgres.wal import Lsn
 
 
 @dataclass
@@ -152,3 +156,79 @@ class FailoverBackend(Backend, Protocol):
         ``promoted`` once it accepts connections out of recovery; phases ``start`` and
         ``crash_recovery``.
         """
+
+
+# -- optional capabilities -------------------------------------------------------------------
+# Each is a small runtime-checkable Protocol on its own (not a ``Backend`` subclass), so a
+# backend offers it by having the method and callers probe it with ``isinstance``.
+
+
+@runtime_checkable
+class ObjectStoreOutage(Protocol):
+    """Optional: backends that can take their (own, embedded) object store down and back up
+    (the ``s3_outage`` fault).  Both directions return once the store is down / serving again;
+    a backend whose object store is not its own refuses with ``UsageError``."""
+
+    def set_object_store_available(self, available: bool) -> None: ...
+
+
+@runtime_checkable
+class RetentionBackend(Protocol):
+    """Optional: apply a barman retention policy (e.g. ``"1d"``) to one serverName of this run."""
+
+    def apply_retention(self, server_name: str, policy: str) -> list[str]:
+        """Return the backup ids the policy removed."""
+
+
+@runtime_checkable
+class KeepInfo(Protocol):
+    """Optional: what ``--keep`` left behind (directories, namespaces...), for the result."""
+
+    def keep_info(self) -> dict[str, Any]: ...
+
+
+class ToolRunLike(Protocol):
+    """One run of a client tool (pg_checksums, pg_amcheck)."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    """What a backend's integrity tools return for one run of a client tool."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    restart_seconds: float = 0.0
+    """Time spent stopping and starting the cluster around an offline tool."""
+
+
+class NotApplicable(Exception):
+    """A check that does not apply on this backend (not a failure to run it); ``str()`` says why."""
+
+
+class IntegrityTools(Protocol):
+    """What the integrity detectors need from a backend (``LocalIntegrityTools`` and
+    ``KubernetesIntegrityTools`` offer it).  ``pg_checksums`` raises ``NotApplicable`` where the
+    data directory is out of reach; any other exception means the tool could not run."""
+
+    def connect(self, cluster: ClusterHandle, dbname: str) -> Any: ...
+
+    def pg_checksums(self, cluster: ClusterHandle) -> ToolRunLike: ...
+
+    def pg_amcheck(self, cluster: ClusterHandle) -> ToolRunLike: ...
+
+
+@runtime_checkable
+class IntegrityToolsProvider(Protocol):
+    """Optional: connections and pg_checksums/pg_amcheck access to this backend's clusters
+    (``None``: none yet, the integrity detectors then report COULD_NOT_VERIFY)."""
+
+    def integrity_tools(self) -> IntegrityTools | None: ...

@@ -5,6 +5,6 @@ The pytest plugin calls :func:`render_run` at session finish; ``pgdrill report``
 :func:`report_main` to re-render later runs.
 """
 
-from .render import render_run, report_main
+from pgdrill.reports.render import render_run, report_main
 
 __all__ = ["render_run", "report_main"]

@@ -17,13 +17,22 @@ from typing import Any
 
 import jinja2
 
-from .. import __version__
-from ..results import SCHEMA_VERSION, summary_line
-from .history import DEFAULT_RTO_GROWTH, append_history, history_entry, read_history, rto_regressions, runs_up_to
-from .junit import write_junit
-from .redact import environment_secrets, redact
-from .timeline import STATES
-from .view import drill_view, history_chart, page_verdict, verdict_counts, verdict_label
+from pgdrill import __version__
+from pgdrill.reports.history import (
+    DEFAULT_RTO_GROWTH,
+    append_history,
+    history_entry,
+    read_history,
+    rto_regressions,
+    runs_up_to,
+)
+from pgdrill.reports.junit import write_junit
+from pgdrill.reports.redact import environment_secrets, redact
+from pgdrill.reports.timeline import STATES
+from pgdrill.reports.view import page_verdict, verdict_counts, verdict_label
+from pgdrill.reports.view_drill import drill_view
+from pgdrill.reports.view_history import history_chart
+from pgdrill.results import SCHEMA_VERSION, summary_line
 
 log = logging.getLogger("pgdrill.reports")
 

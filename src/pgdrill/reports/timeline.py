@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..wal import DEFAULT_SEGMENT_SIZE, Lsn, SegmentName
+from pgdrill.postgres.wal import DEFAULT_SEGMENT_SIZE, Lsn, SegmentName
 
 # Layout constants (SVG user units).  The picture scales with the page through viewBox.
 WIDTH = 960

@@ -7,241 +7,37 @@ external S3 is configured), one ObjectStore, the source Cluster and every recove
 SQL goes through ``kubectl port-forward`` to the current primary pod as ``postgres``, with the
 password from the operator-managed ``<cluster>-superuser`` Secret: read into memory, handed to
 psycopg as a keyword, never put in argv, logs or messages.
+
+Capabilities (``pgdrill.backends.base``): ``ObjectStoreOutage`` (scale the in-namespace MinIO to
+0 and back), ``IntegrityToolsProvider`` (``integrity_tools.py``) and ``KeepInfo``.  Not
+``FailoverBackend``: ``kill_primary`` is here (delete the primary pod, grace 0), but CNPG
+creates replicas and promotes one itself, so ``create_replica``/``promote``/
+``restart_after_crash`` have no Kubernetes equivalent and node drills report "not run".
+Not ``RetentionBackend`` either (the plugin applies ``retentionPolicy`` on its own schedule).
+Module map: ``kube.py`` (API access), ``forward.py`` (port-forwards), ``recovery.py`` (recovery,
+deletion and waits).
 """
 
 from __future__ import annotations
 
 import base64
-import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import CouldNotVerify, DrillFailed, UsageError
-from ...s3 import ObjectStore, S3Credentials, S3Location, make_client
-from ...wal import Lsn, SegmentName, parse_history
-from ..base import ClusterHandle, RecoveryOutcome, RecoveryTarget
-from . import manifests as m
-from . import status as st
-from .plan import MINIO_NAME, SECRET_NAME, DrillObjects
-from .schema import crd_for, validate
-from .settings import KubernetesSettings
-
-
-def say(text: str) -> None:
-    """Progress output: one line on stderr, visible under pytest's ``-s`` and in CI logs."""
-    print(f"[pgdrill] {time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
-
-
-@dataclass(frozen=True)
-class Owned:
-    """An object pgdrill created, identified by name and UID (cleanup deletes exactly this)."""
-
-    api_version: str
-    kind: str
-    name: str
-    namespace: str | None
-    uid: str
-
-
-class Kube:
-    """The official client's APIs for one kubeconfig context, plus kubectl for port-forwards."""
-
-    def __init__(self, kubeconfig: str, context: str | None, kubectl: str = "kubectl"):
-        from kubernetes import client, config
-
-        self.kubeconfig = kubeconfig
-        self.context = context
-        self.kubectl = kubectl
-        self.api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
-        self.core = client.CoreV1Api(self.api_client)
-        self.apps = client.AppsV1Api(self.api_client)
-        self.batch = client.BatchV1Api(self.api_client)
-        self.custom = client.CustomObjectsApi(self.api_client)
-        self.apiext = client.ApiextensionsV1Api(self.api_client)
-        self.version = client.VersionApi(self.api_client)
-
-    def kubectl_base(self) -> list[str]:
-        args = [self.kubectl, "--kubeconfig", self.kubeconfig]
-        if self.context:
-            args += ["--context", self.context]
-        return args
-
-    def plain(self, obj: Any) -> dict[str, Any]:
-        """A client model as the JSON the apiserver sent (camelCase keys), for ``status``."""
-        return obj if isinstance(obj, dict) else self.api_client.sanitize_for_serialization(obj)
-
-    # -- create / get / delete ----------------------------------------------------------------
-
-    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        validate(manifest)
-        kind = manifest["kind"]
-        ns = manifest["metadata"].get("namespace")
-        crd = crd_for(manifest)
-        if crd is not None:
-            return self.custom.create_namespaced_custom_object(crd.group, crd.version, ns, crd.plural, manifest)
-        creators = {
-            "Namespace": lambda: self.core.create_namespace(manifest),
-            "Secret": lambda: self.core.create_namespaced_secret(ns, manifest),
-            "Service": lambda: self.core.create_namespaced_service(ns, manifest),
-            "PersistentVolumeClaim": lambda: self.core.create_namespaced_persistent_volume_claim(ns, manifest),
-            "Deployment": lambda: self.apps.create_namespaced_deployment(ns, manifest),
-        }
-        return self.plain(creators[kind]())
-
-    def get_custom(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        crd = _crd_by_kind(kind)
-        try:
-            return self.custom.get_namespaced_custom_object(crd.group, crd.version, namespace, crd.plural, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def list_custom(self, kind: str, namespace: str, selector: str = "") -> list[dict[str, Any]]:
-        crd = _crd_by_kind(kind)
-        found = self.custom.list_namespaced_custom_object(crd.group, crd.version, namespace, crd.plural,
-                                                          label_selector=selector)
-        return list(found.get("items") or [])
-
-    def delete(self, ref: Owned) -> None:
-        """Delete exactly the object pgdrill created: the UID precondition makes the apiserver
-        refuse if someone replaced it with a same-named object."""
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
-        body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=ref.uid),
-                                      propagation_policy="Background")
-        try:
-            crd = _crd_by_kind(ref.kind) if ref.api_version.endswith("cnpg.io/v1") else None
-            if crd is not None:
-                self.custom.delete_namespaced_custom_object(crd.group, crd.version, ref.namespace, crd.plural,
-                                                            ref.name, body=body)
-            elif ref.kind == "Namespace":
-                self.core.delete_namespace(ref.name, body=body)
-            elif ref.kind == "Secret":
-                self.core.delete_namespaced_secret(ref.name, ref.namespace, body=body)
-            elif ref.kind == "Service":
-                self.core.delete_namespaced_service(ref.name, ref.namespace, body=body)
-            elif ref.kind == "PersistentVolumeClaim":
-                self.core.delete_namespaced_persistent_volume_claim(ref.name, ref.namespace, body=body)
-            elif ref.kind == "Deployment":
-                self.apps.delete_namespaced_deployment(ref.name, ref.namespace, body=body)
-            elif ref.kind == "Pod":
-                self.core.delete_namespaced_pod(ref.name, ref.namespace, body=body)
-        except ApiException as exc:
-            if exc.status not in (404, 409):  # gone already / UID changed: not ours any more
-                raise
-
-    def logs(self, namespace: str, pod: str, container: str | None = None, tail: int = 500) -> str:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return self.core.read_namespaced_pod_log(pod, namespace, container=container, tail_lines=tail)
-        except ApiException:
-            return ""
-
-
-def _crd_by_kind(kind: str) -> Any:
-    from .schema import crd_schemas
-
-    for entry in crd_schemas().values():
-        if entry.kind == kind:
-            return entry
-    raise KeyError(kind)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PortForward:
-    """``kubectl port-forward`` on a fixed local port, restarted when its pod went away."""
-
-    def __init__(self, kube: Kube, namespace: str, target: str, remote_port: int):
-        self.kube, self.namespace, self.target, self.remote_port = kube, namespace, target, remote_port
-        self.port = free_port()
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def ensure(self, timeout: float = 20.0) -> int:
-        if self._proc is not None and self._proc.poll() is None and _can_connect(self.port):
-            return self.port
-        self.close()
-        self._proc = subprocess.Popen(
-            [*self.kube.kubectl_base(), "port-forward", "-n", self.namespace, "--address", "127.0.0.1",
-             self.target, f"{self.port}:{self.remote_port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace").strip()
-                raise CouldNotVerify(f"kubectl port-forward {self.target} failed: {err.splitlines()[-1] if err else 'exited'}")
-            if _can_connect(self.port):
-                return self.port
-            time.sleep(0.2)
-        self.close()
-        raise CouldNotVerify(f"kubectl port-forward {self.target} did not open port {self.port} in {timeout:.0f}s")
-
-    def close(self) -> None:
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-            self._proc = None
-
-
-def _can_connect(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-class ForwardedObjectStore(ObjectStore):
-    """The drill's bucket through a port-forward to MinIO that survives MinIO restarts."""
-
-    def __init__(self, forward: PortForward, credentials: S3Credentials, bucket: str):
-        self._forward = forward
-        super().__init__(f"http://127.0.0.1:{forward.port}", credentials, bucket)
-
-    def _alive(self) -> None:
-        self._forward.ensure()
-
-    def list(self, prefix: str):  # type: ignore[override]
-        self._alive()
-        return super().list(prefix)
-
-    def list_prefixes(self, prefix: str) -> list[str]:
-        self._alive()
-        return super().list_prefixes(prefix)
-
-    def get(self, key: str) -> bytes:
-        self._alive()
-        return super().get(key)
-
-    def put(self, key: str, body: bytes) -> None:
-        self._alive()
-        super().put(key, body)
-
-    def delete(self, key: str) -> None:
-        self._alive()
-        super().delete(key)
-
-    def check_access(self) -> None:
-        self._alive()
-        super().check_access()
+from pgdrill.archive.store import ObjectStore, S3Credentials, S3Location, make_client
+from pgdrill.backends.base import ClusterHandle, RecoveryOutcome, RecoveryTarget
+from pgdrill.backends.kubernetes import manifests as m
+from pgdrill.backends.kubernetes import recovery
+from pgdrill.backends.kubernetes import status as st
+from pgdrill.backends.kubernetes.forward import ForwardedObjectStore, PortForward
+from pgdrill.backends.kubernetes.integrity_tools import KubernetesIntegrityTools
+from pgdrill.backends.kubernetes.kube import Kube, Owned, say
+from pgdrill.backends.kubernetes.plan import MINIO_NAME, DrillObjects
+from pgdrill.backends.kubernetes.settings import KubernetesSettings
+from pgdrill.backends.naming import next_recovery_name
+from pgdrill.errors import CouldNotVerify, DrillFailed, UsageError
+from pgdrill.postgres.wal import SegmentName
 
 
 @dataclass
@@ -284,7 +80,7 @@ class KubernetesBackend:
             if self._external is None:
                 for builder in self.objects.minio():
                     self._create(builder.to_dict())
-                self._wait_deployment(MINIO_NAME, 1, self.settings.install_timeout_seconds)
+                recovery.wait_deployment(self, MINIO_NAME, 1, self.settings.install_timeout_seconds)
                 forward = PortForward(self.kube, self.namespace, f"svc/{MINIO_NAME}", 9000)
                 self._forwards["minio"] = forward
                 forward.ensure()
@@ -378,7 +174,7 @@ class KubernetesBackend:
         created = self._create(manifest)
         self._create(self.objects.scheduled_backup(name).to_dict())
         verdict = st.Waiter(f"cluster {name}", self.settings.ready_timeout_seconds, self.settings.poll_seconds,
-                            progress=say).wait(lambda: st.judge_cluster_ready(self._cluster(name) or {}))
+                            progress=say).wait(lambda: st.cluster_ready_state(self._cluster(name) or {}))
         if verdict.state != "done":
             raise CouldNotVerify(f"source cluster {name} did not become ready: {verdict.summary}")
         self._sources[name] = _SourceState()
@@ -411,14 +207,22 @@ class KubernetesBackend:
             self._passwords[cluster] = base64.b64decode(secret.data["password"]).decode()
         return self._passwords[cluster]
 
-    def _connect(self, cluster: ClusterHandle, dbname: str, user: str) -> Any:
-        import psycopg
+    def superuser_password(self, cluster: ClusterHandle) -> str:
+        """The ``postgres`` password (for a client tool's environment only, never argv or logs)."""
+        return self._password(cluster.name)
 
+    def primary_port(self, cluster: ClusterHandle) -> int:
+        """The local port forwarded to the current primary pod's 5432 (opened or reopened as needed)."""
         pod = self._primary_pod(cluster.name)
         forward = self._forwards.get(pod)
         if forward is None:
             forward = self._forwards[pod] = PortForward(self.kube, self.namespace, f"pod/{pod}", 5432)
-        port = forward.ensure()
+        return forward.ensure()
+
+    def _connect(self, cluster: ClusterHandle, dbname: str, user: str) -> Any:
+        import psycopg
+
+        port = self.primary_port(cluster)
         conn = psycopg.connect(host="127.0.0.1", port=port, user="postgres", password=self._password(cluster.name),
                                dbname=dbname, autocommit=True, connect_timeout=10, sslmode="prefer")
         if user != "postgres":
@@ -447,7 +251,7 @@ class KubernetesBackend:
         name = m.dns_label(f"{cluster.name}-base-{len(state.backups) + 1}")
         self._create(self.objects.backup(cluster.name, name).to_dict())
         verdict = st.Waiter(f"backup {name}", self.settings.backup_timeout_seconds, self.settings.poll_seconds,
-                            progress=say).wait(lambda: st.judge_backup(self._backup(name)))
+                            progress=say).wait(lambda: st.backup_state(self._backup(name)))
         if verdict.state == "failed":
             raise DrillFailed(verdict.summary)
         if verdict.state != "done":
@@ -464,13 +268,13 @@ class KubernetesBackend:
         seg = SegmentName.parse(segment)
         prefix = self._destination.key(cluster.server_name, "wals", seg.directory, seg.name)
 
-        def check() -> st.Verdict:
+        def check() -> st.WaitState:
             if any(o.key.rsplit("/", 1)[-1].split(".")[0] == seg.name for o in self.store.list(prefix)):
-                return st.Verdict("done", f"{segment} archived")
+                return st.WaitState("done", f"{segment} archived")
             status = st.ClusterStatus.from_object(self._cluster(cluster.name) or {})
             if status.archiving is False:
-                return st.Verdict("waiting", f"WAL archiving failing: {status.archiving_message}")
-            return st.Verdict("waiting", f"waiting for {segment} in the bucket")
+                return st.WaitState("waiting", f"WAL archiving failing: {status.archiving_message}")
+            return st.WaitState("waiting", f"waiting for {segment} in the bucket")
 
         verdict = st.Waiter(f"archive {segment}", timeout, 1.0, progress=say).wait(check)
         if verdict.state != "done":
@@ -478,7 +282,7 @@ class KubernetesBackend:
 
     def lose(self, cluster: ClusterHandle, destroy_data: bool) -> None:
         if destroy_data:
-            delete_cluster_and_volumes(self, cluster.name)
+            recovery.delete_cluster_and_volumes(self, cluster.name)
             return
         # Hard stop that keeps the volumes: hibernate (no new pods), then kill the pods with grace 0.
         self.kube.custom.patch_namespaced_custom_object(
@@ -495,171 +299,52 @@ class KubernetesBackend:
         taken = {c["metadata"]["name"] for c in self.kube.list_custom("Cluster", self.namespace)}
         root = self._destination.key() + "/" if self._destination.prefix else ""
         taken |= {p[len(root):].strip("/") for p in self.store.list_prefixes(root)}
-        n = 2
-        while f"{source_name}-v{n}" in taken:
-            n += 1
-        return f"{source_name}-v{n}"
+        return next_recovery_name(source_name, taken)
 
     def recover(self, source: ClusterHandle, new_name: str, target: RecoveryTarget | None,
                 archive: bool = True) -> RecoveryOutcome:
-        # Refuse before creating anything, so a bad name leaves nothing behind.
-        if self._cluster(new_name) is not None:
-            raise UsageError(f"recovery cluster {new_name} already exists in namespace {self.namespace}: "
-                             f"pick a new name (next free: {self.next_recovery_name(source.name)})")
-        if archive:
-            self._refuse_existing(new_name)
-        manifest = self.objects.recovery_cluster(source.server_name, new_name, target, archive).to_dict()
-        backup_id = target.backup_id if target and target.backup_id else self._latest_backup(source.server_name)
-        started = time.monotonic()
-        created = self._create(manifest)
-        handle = ClusterHandle(new_name, new_name, archive, {"namespace": self.namespace,
-                                                            "uid": created["metadata"]["uid"],
-                                                            "backend": self.name})
-        job_name = f"{new_name}-1-{st.FULL_RECOVERY}"
-        marks: dict[str, float] = {}
-        logs: dict[str, str] = {}
-
-        def check() -> st.Verdict:
-            job = self._job(job_name)
-            pods = self._job_pods(new_name)
-            for pod in pods:
-                pod_name = pod["metadata"]["name"]
-                if pod_name not in logs and (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
-                    logs[pod_name] = self._all_logs(pod)
-            if job is not None and st.JobStatus.from_object(job).complete and "restore" not in marks:
-                marks["restore"] = time.monotonic()
-            return st.judge_recovery(self._cluster(new_name), job, pods, logs, self.settings.failed_recovery_pods)
-
-        timeout = self.settings.recovery_timeout_seconds
-        verdict = st.Waiter(f"recovery {new_name}", timeout, self.settings.poll_seconds, progress=say).wait(check)
-        ready_at = time.monotonic()
-        for pod in self._job_pods(new_name):
-            logs.setdefault(pod["metadata"]["name"], self._all_logs(pod))
-        records = [r for text in logs.values() for r in st.parse_log(text)]
-        restored = st.restored_segments(records)
-        excerpt = [r.raw for r in records if r.severity in ("FATAL", "PANIC", "ERROR")
-                   or "recovery" in r.message or "restored log file" in r.message][-30:]
-        if verdict.state != "done":
-            fatal = list(verdict.evidence) or [verdict.summary]
-            if verdict.summary not in fatal:
-                fatal.append(verdict.summary)
-            return RecoveryOutcome(handle, False, backup_id, phases=_phases(started, marks, ready_at, None),
-                                   fatal_lines=fatal, log_excerpt=excerpt + self._operator_evidence(new_name),
-                                   restored_segments=restored)
-        # RTO ends when the recovered primary accepts a write, not when CNPG says Ready.
-        self.sql(handle, "CREATE TABLE IF NOT EXISTS pgdrill_write_probe (at timestamptz)")
-        self.sql(handle, "INSERT INTO pgdrill_write_probe VALUES (clock_timestamp())")
-        written = time.monotonic()
-        tli_hex = self.sql(handle, "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0][:8]
-        timeline = int(tli_hex, 16)
-        fork: Lsn | None = None
-        if timeline > 1:
-            text = self.sql(handle, "SELECT pg_read_file(%s)", (f"pg_wal/{tli_hex}.history",))[0][0]
-            switches = parse_history(text)
-            fork = switches[-1].switchpoint if switches else None
-        phases = _phases(started, marks, ready_at, written)
-        return RecoveryOutcome(handle, True, backup_id, phases=phases, total=written - started, fork_lsn=fork,
-                               timeline=timeline, fatal_lines=st.fatal_lines(records), log_excerpt=excerpt,
-                               restored_segments=restored)
+        return recovery.recover(self, source, new_name, target, archive)
 
     def _latest_backup(self, server_name: str) -> str | None:
         backups = self._sources.get(server_name, _SourceState()).backups
         return backups[-1].backup_id if backups else None
 
-    def _job(self, name: str) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return self.kube.plain(self.kube.batch.read_namespaced_job(name, self.namespace))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def _job_pods(self, cluster: str) -> list[dict[str, Any]]:
-        selector = f"{st.CLUSTER_LABEL}={cluster},{st.JOB_ROLE_LABEL}={st.FULL_RECOVERY}"
-        pods = self.kube.core.list_namespaced_pod(self.namespace, label_selector=selector).items
-        return [self.kube.plain(p) for p in pods]
-
-    def _all_logs(self, pod: dict[str, Any]) -> str:
-        spec = pod.get("spec") or {}
-        names = [c["name"] for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
-        return "\n".join(self.kube.logs(self.namespace, pod["metadata"]["name"], name) for name in names)
-
-    def _operator_evidence(self, cluster: str, tail: int = 300) -> list[str]:
-        """Operator log lines about this cluster (the operator sees plugin errors first)."""
-        lines: list[str] = []
-        try:
-            pods = self.kube.core.list_namespaced_pod(
-                "cnpg-system", label_selector="app.kubernetes.io/name=cloudnative-pg").items
-            for pod in pods:
-                text = self.kube.logs("cnpg-system", pod.metadata.name, tail=tail)
-                lines += [ln for ln in text.splitlines() if cluster in ln and '"level":"error"' in ln][-10:]
-        except Exception:
-            pass
-        return lines
 
     def destroy(self, cluster: ClusterHandle) -> None:
-        delete_cluster_and_volumes(self, cluster.name, wait=False)
+        recovery.delete_cluster_and_volumes(self, cluster.name, wait=False)
 
-    # -- helpers used by faults --------------------------------------------------------------
+    # -- capabilities (pgdrill.backends.base) ------------------------------------------------
 
-    def _wait_deployment(self, name: str, replicas: int, timeout: float) -> None:
-        def check() -> st.Verdict:
-            dep = self.kube.apps.read_namespaced_deployment(name, self.namespace)
-            ready = dep.status.ready_replicas or 0
-            if ready == replicas and (replicas > 0 or not (dep.status.replicas or 0)):
-                return st.Verdict("done", f"{ready}/{replicas} ready")
-            return st.Verdict("waiting", f"{ready}/{replicas} ready")
+    def integrity_tools(self) -> KubernetesIntegrityTools:
+        """``IntegrityToolsProvider``: SQL and pg_amcheck through the port-forward; no pg_checksums."""
+        return KubernetesIntegrityTools(self)
 
-        verdict = st.Waiter(f"deployment {name}", timeout, 2.0, progress=say).wait(check)
-        if verdict.state != "done":
-            raise CouldNotVerify(verdict.summary)
+    def set_object_store_available(self, available: bool) -> None:
+        """``ObjectStoreOutage``: scale the in-namespace MinIO Deployment to 0 (or back to 1) and
+        wait until it is down (or ready); its PVC keeps the data."""
+        if self._external is not None or self.objects.endpoint_url != f"http://{MINIO_NAME}:9000":
+            raise UsageError("an S3 outage needs the in-namespace MinIO (s3.mode = 'embedded'); "
+                             "pgdrill never takes an external endpoint down")
+        replicas = 1 if available else 0
+        self.kube.apps.patch_namespaced_deployment_scale(MINIO_NAME, self.namespace,
+                                                         {"spec": {"replicas": replicas}})
+        recovery.wait_deployment(self, MINIO_NAME, replicas, self.settings.install_timeout_seconds)
+        say("S3 outage over: MinIO back" if available else "S3 outage: MinIO scaled to 0")
 
+    def kill_primary(self, cluster: ClusterHandle) -> None:
+        """FailoverBackend's ``kill_primary`` (the rest of FailoverBackend has no CNPG equivalent):
+        delete the primary pod with grace period 0 (harsher than CNPG e2e's 1 s); its PVC stays.
+        Returns once that pod is gone (CNPG then fails over or recreates it on its own)."""
+        pods = self.kube.core.list_namespaced_pod(
+            self.namespace, label_selector=f"{st.CLUSTER_LABEL}={cluster.name},{st.INSTANCE_ROLE_LABEL}=primary").items
+        if not pods:
+            raise CouldNotVerify(f"cluster {cluster.name} has no pod labelled {st.INSTANCE_ROLE_LABEL}=primary")
+        pod = pods[0]
+        self.kube.core.delete_namespaced_pod(pod.metadata.name, self.namespace, grace_period_seconds=0)
+        recovery.wait_pod_gone(self, pod.metadata.name, pod.metadata.uid)
 
-def _phases(started: float, marks: dict[str, float], ready_at: float, written: float | None) -> dict[str, float]:
-    """``recovery_job`` (the full-recovery Job: preflight, base restore, WAL replay and promotion,
-    which the Job does in one pod and pgdrill cannot time apart from outside), ``instance_start``
-    (the instance pod up, Cluster Ready) and ``first_write``; contiguous, they add up to ``total``.
-    The names differ from the local backend's on purpose: the same name means the same work."""
-    phases: dict[str, float] = {}
-    restore_end = marks.get("restore", ready_at)
-    phases["recovery_job"] = restore_end - started
-    phases["instance_start"] = max(ready_at - restore_end, 0.0)
-    if written is not None:
-        phases["first_write"] = written - ready_at
-    return phases
-
-
-def delete_cluster_and_volumes(backend: KubernetesBackend, cluster: str, wait: bool = True,
-                               timeout: float = 120.0) -> None:
-    """Delete a Cluster pgdrill created and its PVCs (the "lose everything" disaster)."""
-    owned = [o for o in backend._owned if o.kind == "Cluster" and o.name == cluster]
-    if not owned:
-        raise UsageError(f"cluster {cluster} was not created by this run: pgdrill will not delete it")
-    backend.kube.delete(owned[-1])
-    # CNPG creates the PVCs (they do not carry pgdrill's labels); delete only those whose owner is
-    # the Cluster this run created, identified by its UID.
-    for pvc in backend.kube.core.list_namespaced_persistent_volume_claim(
-            backend.namespace, label_selector=f"{st.CLUSTER_LABEL}={cluster}").items:
-        if any(ref.uid == owned[-1].uid for ref in pvc.metadata.owner_references or []):
-            backend.kube.delete(Owned("v1", "PersistentVolumeClaim", pvc.metadata.name, backend.namespace,
-                                      pvc.metadata.uid))
-    if wait:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            left = backend.kube.core.list_namespaced_pod(
-                backend.namespace, label_selector=f"{st.CLUSTER_LABEL}={cluster}").items
-            if not left and backend._cluster(cluster) is None:
-                return
-            time.sleep(2)
-        raise CouldNotVerify(f"cluster {cluster} still has pods {timeout:.0f}s after deletion")
-
-
-def default_kubeconfig(explicit: str | None) -> str:
-    if explicit:
-        return os.path.expanduser(explicit)
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        return env.split(os.pathsep)[0]
-    return os.path.expanduser("~/.kube/config")
+    def keep_info(self) -> dict[str, Any]:
+        """``KeepInfo``: where ``--keep`` left the drill's objects."""
+        return {"namespace": self.namespace, "kubeconfig": self.kube.kubeconfig, "context": self.kube.context,
+                "destination": self._destination.url,
+                "clusters": sorted(o.name for o in self._owned if o.kind == "Cluster")}

@@ -9,9 +9,9 @@ import os
 import shutil
 from typing import Any
 
-from ...errors import BackendUnavailable, UsageError
-from .cluster import Kube, default_kubeconfig
-from .settings import KubernetesSettings
+from pgdrill.backends.kubernetes.kube import Kube, default_kubeconfig
+from pgdrill.backends.kubernetes.settings import KubernetesSettings
+from pgdrill.errors import BackendUnavailable, UsageError
 
 #: What must be installed before pgdrill can run a drill on an existing cluster.
 REQUIRED_CRDS = (

@@ -14,9 +14,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ...errors import BackendUnavailable, CouldNotVerify, UsageError
-from .cluster import Kube, say
-from .settings import KubernetesSettings
+from pgdrill.backends.kubernetes.kube import Kube, say
+from pgdrill.backends.kubernetes.settings import KubernetesSettings
+from pgdrill.errors import BackendUnavailable, CouldNotVerify, UsageError
 
 
 def check_docker(timeout: float = 30.0) -> None:

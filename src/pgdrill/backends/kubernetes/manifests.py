@@ -6,6 +6,7 @@ in exactly one place, and the tests validate every builder's output against the 
 
 Facts and their sources are in ``shared/reference/cnpg-notes.md`` (CNPG v1.30.0,
 plugin-barman-cloud v0.14.0); the ones that shape these builders are repeated where used.
+Names and labels (``Meta``, ``dns_label``, ``LABEL_*``) live in ``meta.py`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-#: Every object pgdrill creates carries both labels; cleanup selects on them (plus UIDs).
-LABEL_RUN_ID = "pgdrill.io/run-id"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGED_BY = "pgdrill"
+from pgdrill.backends.kubernetes.meta import LABEL_MANAGED_BY as LABEL_MANAGED_BY
+from pgdrill.backends.kubernetes.meta import LABEL_RUN_ID as LABEL_RUN_ID
+from pgdrill.backends.kubernetes.meta import MANAGED_BY as MANAGED_BY
+from pgdrill.backends.kubernetes.meta import Meta as Meta
+from pgdrill.backends.kubernetes.meta import check_name as check_name
+from pgdrill.backends.kubernetes.meta import dns_label as dns_label
+from pgdrill.backends.kubernetes.meta import obj as _obj
 
 PLUGIN_NAME = "barman-cloud.cloudnative-pg.io"
 CNPG_API = "postgresql.cnpg.io/v1"
@@ -33,57 +37,6 @@ ACCESS_SECRET_KEY = "ACCESS_SECRET_KEY"
 
 WalCompression = Literal["bzip2", "gzip", "lz4", "snappy", "xz", "zstd"]
 DataCompression = Literal["bzip2", "gzip", "lz4", "snappy"]
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-
-
-def dns_label(text: str, max_length: int = 63) -> str:
-    """``text`` as a DNS-1123 label (lower case, ``-`` for anything else), for names from run ids."""
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    cleaned = cleaned[:max_length].rstrip("-")
-    if not cleaned:
-        raise ValueError(f"cannot make a Kubernetes name out of {text!r}")
-    return cleaned
-
-
-def check_name(name: str, what: str = "name", max_length: int = 63) -> str:
-    if len(name) > max_length or not _DNS_LABEL.match(name):
-        raise ValueError(f"{what} {name!r} is not a valid Kubernetes name "
-                         f"(lower-case letters, digits and '-', at most {max_length} characters)")
-    return name
-
-
-@dataclass(frozen=True)
-class Meta:
-    """Name, namespace and the ownership labels every pgdrill object carries."""
-
-    name: str
-    namespace: str | None
-    run_id: str
-    extra_labels: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        check_name(self.name)
-        if self.namespace is not None:
-            check_name(self.namespace, "namespace")
-        if len(self.run_id) > 63 or not _LABEL_VALUE.match(self.run_id) or not self.run_id:
-            raise ValueError(f"run id {self.run_id!r} cannot be a label value (use letters, digits, '-', '_', '.')")
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return {LABEL_RUN_ID: self.run_id, LABEL_MANAGED_BY: MANAGED_BY, **dict(self.extra_labels)}
-
-    def to_dict(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {"name": self.name}
-        if self.namespace is not None:
-            meta["namespace"] = self.namespace
-        meta["labels"] = self.labels
-        return meta
-
-
-def _obj(api_version: str, kind: str, meta: Meta, **body: Any) -> dict[str, Any]:
-    return {"apiVersion": api_version, "kind": kind, "metadata": meta.to_dict(), **body}
 
 
 # --- core objects -------------------------------------------------------------------------
@@ -301,9 +254,15 @@ class RecoveryTargetSpec:
 class InitdbBootstrap:
     database: str = "app"
     owner: str = "app"
+    data_checksums: bool = True
+    """``initdb -k`` (CNPG's default is off), as the local backend's initdb: without page checksums
+    the physical detector cannot vouch for a recovered cluster's pages."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"initdb": {"database": self.database, "owner": self.owner}}
+        initdb: dict[str, Any] = {"database": self.database, "owner": self.owner}
+        if self.data_checksums:
+            initdb["dataChecksums"] = True
+        return {"initdb": initdb}
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...wal import Lsn
-from ..base import RecoveryTarget
-from . import manifests as m
-from .settings import KubernetesSettings, settings_from
+from pgdrill.backends.base import RecoveryTarget
+from pgdrill.backends.kubernetes import manifests as m
+from pgdrill.backends.kubernetes.settings import KubernetesSettings, settings_from
+from pgdrill.postgres.wal import Lsn
 
 STORE_NAME = "pgdrill-store"
 SECRET_NAME = "pgdrill-s3"

@@ -284,37 +284,37 @@ State = Literal["waiting", "done", "failed", "timeout"]
 
 
 @dataclass(frozen=True)
-class Verdict:
+class WaitState:
     state: State
     summary: str
     evidence: tuple[str, ...] = ()
 
 
-def judge_cluster_ready(cluster: dict[str, Any], need_archiving: bool = False) -> Verdict:
+def cluster_ready_state(cluster: dict[str, Any], need_archiving: bool = False) -> WaitState:
     status = ClusterStatus.from_object(cluster)
     terminal = status.terminal_failure
     if terminal:
-        return Verdict("failed", terminal)
+        return WaitState("failed", terminal)
     if status.ready and status.phase == PHASE_HEALTHY:
         if need_archiving and status.archiving is not True:
             if status.archiving is False:
-                return Verdict("failed", f"WAL archiving failing: {status.archiving_message}")
-            return Verdict("waiting", status.summary() + ", waiting for ContinuousArchiving")
-        return Verdict("done", status.summary())
-    return Verdict("waiting", status.summary())
+                return WaitState("failed", f"WAL archiving failing: {status.archiving_message}")
+            return WaitState("waiting", status.summary() + ", waiting for ContinuousArchiving")
+        return WaitState("done", status.summary())
+    return WaitState("waiting", status.summary())
 
 
-def judge_backup(backup: dict[str, Any]) -> Verdict:
+def backup_state(backup: dict[str, Any]) -> WaitState:
     status = BackupStatus.from_object(backup)
     if status.done:
-        return Verdict("done", f"backup {status.backup_id} completed ({status.begin_wal}..{status.end_wal})")
+        return WaitState("done", f"backup {status.backup_id} completed ({status.begin_wal}..{status.end_wal})")
     if status.failed:
-        return Verdict("failed", f"backup {status.name} {status.phase}: {status.error or 'no error given'}")
-    return Verdict("waiting", f"backup {status.name} {status.phase or 'pending'}")
+        return WaitState("failed", f"backup {status.name} {status.phase}: {status.error or 'no error given'}")
+    return WaitState("waiting", f"backup {status.name} {status.phase or 'pending'}")
 
 
-def judge_recovery(cluster: dict[str, Any] | None, job: dict[str, Any] | None, pods: list[dict[str, Any]],
-                   logs: dict[str, str], failed_pod_limit: int = 2) -> Verdict:
+def recovery_state(cluster: dict[str, Any] | None, job: dict[str, Any] | None, pods: list[dict[str, Any]],
+                   logs: dict[str, str], failed_pod_limit: int = 2) -> WaitState:
     """Is the recovery cluster up, still going, or failed for a reason the logs name?
 
     ``pods`` are the full-recovery Job's pods, ``logs`` their logs by pod name.
@@ -322,24 +322,24 @@ def judge_recovery(cluster: dict[str, Any] | None, job: dict[str, Any] | None, p
     records = [r for text in logs.values() for r in parse_log(text)]
     evidence = tuple(fatal_lines(records))
     if cluster is not None:
-        ready = judge_cluster_ready(cluster)
+        ready = cluster_ready_state(cluster)
         if ready.state != "waiting":
-            return Verdict(ready.state, ready.summary, evidence if ready.state == "failed" else ())
+            return WaitState(ready.state, ready.summary, evidence if ready.state == "failed" else ())
         summary = ready.summary
     else:
         summary = "cluster not created yet"
     if job is not None:
         job_status = JobStatus.from_object(job)
         if job_status.failed_reason:
-            return Verdict("failed", f"Job {job_status.name} failed: {job_status.failed_reason} "
+            return WaitState("failed", f"Job {job_status.name} failed: {job_status.failed_reason} "
                            f"({job_status.failed} failed pods) {job_status.failed_message}".rstrip(), evidence)
         failed = failed_pods(pods)
         if len(failed) >= failed_pod_limit and evidence:
-            return Verdict("failed", f"{len(failed)} {FULL_RECOVERY} pods failed ({', '.join(failed)})", evidence)
+            return WaitState("failed", f"{len(failed)} {FULL_RECOVERY} pods failed ({', '.join(failed)})", evidence)
         state = "restore finished" if job_status.complete else (
             f"restoring ({job_status.active} active, {job_status.failed} failed pods)")
         summary = f"{summary}; {job_status.name}: {state}"
-    return Verdict("waiting", summary)
+    return WaitState("waiting", summary)
 
 
 @dataclass
@@ -359,7 +359,7 @@ class Waiter:
     sleep: Callable[[float], None] = time.sleep
     history: list[tuple[float, str]] = field(default_factory=list)
 
-    def wait(self, check: Callable[[], Verdict]) -> Verdict:
+    def wait(self, check: Callable[[], WaitState]) -> WaitState:
         start = self.clock()
         last_summary, last_report = None, start
         while True:
@@ -374,7 +374,7 @@ class Waiter:
             if verdict.state != "waiting":
                 return verdict
             if elapsed >= self.timeout:
-                return Verdict("timeout", f"{self.what}: no result after {self.timeout:.0f}s "
+                return WaitState("timeout", f"{self.what}: no result after {self.timeout:.0f}s "
                                f"(last state: {verdict.summary})", verdict.evidence)
             self.sleep(min(self.interval, max(0.0, self.timeout - elapsed)))
 

@@ -1,11 +1,9 @@
 """The local backend: real PostgreSQL, real barman-cloud, a real S3 server, no containers.
 
 Each run gets its own directory and its own S3 prefix (``<prefix>/<run id>``); pgdrill
-only ever deletes inside those.  Recovery follows what the CNPG barman-cloud plugin's
-restore hook does (plugin-barman-cloud ``internal/cnpgi/restore/restore.go``): empty-archive
-check on the new serverName, pick the backup, check its begin WAL is in the archive,
-``barman-cloud-restore``, then start with ``restore_command`` and
-``recovery_target_action = promote``.
+only ever deletes inside those.  Recovery (``recovery.py``) and the node-level faults
+(``replica.py``) are module functions over this class's public methods; the server-log
+filters they share are in ``serverlog.py``.
 """
 
 from __future__ import annotations
@@ -13,44 +11,32 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...archive import BaseBackup, ServerArchive, read_server_archive
-from ...config import Config
-from ...errors import CouldNotVerify, S3Error, UsageError
-from ...s3 import ObjectStore, S3Credentials, S3Location
-from ...wal import Lsn, SegmentName
-from ..base import ClusterHandle, RecoveryOutcome, RecoveryTarget
-from .barman import BarmanCloud, tools_dir
-from .postgres import Instance, log_time, pg_bin_dir
-from .runas import OsUser
-from .seaweed import SeaweedServer, free_port
+from pgdrill.archive.catalog import BaseBackup, ServerArchive, read_server_archive
+from pgdrill.archive.store import ObjectStore, S3Credentials, S3Location
+from pgdrill.backends.base import ClusterHandle, RecoveryOutcome, RecoveryTarget
+from pgdrill.backends.local.barman import BarmanCloud, tools_dir
+from pgdrill.backends.local.nodes import Node
+from pgdrill.backends.local.postgres import Instance, pg_bin_dir
+from pgdrill.backends.local.recovery import choose_backup
+from pgdrill.backends.local.runas import OsUser
+from pgdrill.backends.local.seaweed import SeaweedServer
+from pgdrill.backends.naming import free_port, next_recovery_name
+from pgdrill.config import Config
+from pgdrill.errors import CouldNotVerify, S3Error, UsageError
+from pgdrill.postgres.wal import SegmentName
+
+if TYPE_CHECKING:
+    from pgdrill.backends.local.integrity_tools import LocalIntegrityTools
 
 log = logging.getLogger("pgdrill.local")
-
-_RESTORED = re.compile(r'restored log file "([0-9A-F]{24}(?:\.partial)?)" from archive')
-_REDO_DONE = "redo done at"
-# Our own readiness polls produce these while the server starts; they are not evidence.
-_POLL_NOISE = ("the database system is starting up", "the database system is not yet accepting connections",
-               "the database system is shutting down")
-
-
-def _fatal(lines: list[str]) -> list[str]:
-    return [ln for ln in lines if ("FATAL" in ln or "PANIC" in ln) and not any(n in ln for n in _POLL_NOISE)]
-
-
-@dataclass
-class _Cluster:
-    handle: ClusterHandle
-    instance: Instance
 
 
 class LocalBackend:
@@ -69,7 +55,7 @@ class LocalBackend:
             raise UsageError(f"run directory {self.run_dir} already exists; pick another run id")
         self.run_dir.mkdir(parents=True, mode=0o755)
         self.run_dir.chmod(0o755)  # the PostgreSQL user must be able to traverse it
-        self._clusters: dict[str, _Cluster] = {}
+        self._clusters: dict[str, Node] = {}
         self._seaweed: SeaweedServer | None = None
         self._closed = False
         try:
@@ -163,18 +149,44 @@ class LocalBackend:
         versions["s3"] = self._seaweed.version() if self._seaweed else f"external {self.endpoint_url}"
         return versions
 
-    def _instance(self, name: str) -> Instance:
+    # -- nodes (what recovery.py, replica.py and integrity_tools.py build on) ----------
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The environment every PostgreSQL and barman-cloud process of this run gets."""
+        return self._env
+
+    def new_instance(self, name: str) -> Instance:
+        """A not yet initialised instance in its own directory, on a free port."""
         base = self.user.own(self.run_dir / name, 0o700)
         return Instance(
             name=name, pgdata=base / "pgdata", port=free_port(), socket_dir=self.user.own(base / "sock", 0o700),
             log_file=base / "postgres.log", user=self.user, env=self._env, cwd=base,
         )
 
-    def _archive_settings(self, server_name: str | None) -> dict[str, str | int]:
+    def add_node(self, handle: ClusterHandle, instance: Instance) -> None:
+        """Track a node so ``node``, ``destroy`` and ``close`` know it."""
+        if handle.name in self._clusters:
+            raise UsageError(f"cluster {handle.name!r} already exists in this run")
+        self._clusters[handle.name] = Node(handle, instance)
+
+    def has_cluster(self, name: str) -> bool:
+        return name in self._clusters
+
+    def node(self, cluster: ClusterHandle) -> Instance:
+        return self._clusters[cluster.name].instance
+
+    def archive_settings(self, server_name: str | None) -> dict[str, str | int]:
+        """The archiving part of a node's settings: barman-cloud into ``server_name``, or off."""
         if server_name is None:
             return {"archive_mode": "off"}
         return {"archive_mode": "on", "archive_command": self.barman.archive_command(server_name),
                 "archive_timeout": self.config.archive.archive_timeout_seconds}
+
+    def integrity_tools(self) -> LocalIntegrityTools:
+        from pgdrill.backends.local.integrity_tools import LocalIntegrityTools
+
+        return LocalIntegrityTools(self)
 
     def check_empty_archive(self, server_name: str) -> None:
         """CNPG's "Expected empty archive" pre-flight, with barman's own tool."""
@@ -191,9 +203,9 @@ class LocalBackend:
         if name in self._clusters:
             raise UsageError(f"cluster {name!r} already exists in this run")
         self.check_empty_archive(name)
-        instance = self._instance(name)
+        instance = self.new_instance(name)
         instance.initdb(self.config.archive.segment_size_mb)
-        settings = {**instance.base_settings(), **self._archive_settings(name)}
+        settings = {**instance.base_settings(), **self.archive_settings(name)}
         if archive_timeout_seconds is not None:
             settings["archive_timeout"] = archive_timeout_seconds
         instance.write_settings(settings)
@@ -201,18 +213,15 @@ class LocalBackend:
         instance.wait_ready()
         handle = ClusterHandle(name, name, True, {"pgdata": str(instance.pgdata), "port": instance.port,
                                                   "log": str(instance.log_file)})
-        self._clusters[name] = _Cluster(handle, instance)
+        self.add_node(handle, instance)
         return handle
-
-    def _get(self, cluster: ClusterHandle) -> Instance:
-        return self._clusters[cluster.name].instance
 
     def sql(self, cluster: ClusterHandle, query: str, params: Any = (),
             dbname: str = "postgres", user: str = "postgres") -> list[tuple[Any, ...]]:
         import psycopg
 
         try:
-            with self._get(cluster).connect(dbname, user) as conn:
+            with self.node(cluster).connect(dbname, user) as conn:
                 cur = conn.execute(query, params)  # type: ignore[arg-type]
                 return cur.fetchall() if cur.description else []
         except psycopg.Error as exc:
@@ -224,14 +233,14 @@ class LocalBackend:
         import psycopg
 
         try:
-            return self._get(cluster).connect(dbname, user)
+            return self.node(cluster).connect(dbname, user)
         except psycopg.Error as exc:
             raise CouldNotVerify(f"{cluster.name}: cannot connect to {dbname!r}: "
                                  f"{str(exc).strip().splitlines()[0]}") from None
 
     def run_script(self, cluster: ClusterHandle, script: str, dbname: str = "postgres") -> None:
         """Through psql, so scripts may hold statements that refuse a transaction block."""
-        instance = self._get(cluster)
+        instance = self.node(cluster)
         result = subprocess.run(
             [str(pg_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
              "-p", str(instance.port), "-U", "postgres", "-d", dbname, "-f", "-"],
@@ -241,7 +250,7 @@ class LocalBackend:
                                  f"{result.stderr.strip().splitlines()[-1:] or result.returncode}")
 
     def take_backup(self, cluster: ClusterHandle) -> str:
-        instance = self._get(cluster)
+        instance = self.node(cluster)
         before = set(self._backup_ids(cluster.server_name))
         name = f"pgdrill-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}"
         result = self.user.run(self.barman.backup(cluster.server_name, name, "127.0.0.1", instance.port),
@@ -277,7 +286,7 @@ class LocalBackend:
                              f"(pg_stat_archiver last={last[0] if last else None}, failed={last[1] if last else None})")
 
     def lose(self, cluster: ClusterHandle, destroy_data: bool) -> None:
-        instance = self._get(cluster)
+        instance = self.node(cluster)
         instance.kill()
         if destroy_data:
             shutil.rmtree(instance.pgdata, ignore_errors=True)
@@ -286,115 +295,13 @@ class LocalBackend:
         used = set(self._clusters)
         used.update(p.rstrip("/").rsplit("/", 1)[-1]
                     for p in self._store.list_prefixes(self._destination.key() + "/"))
-        n = 2
-        while f"{source_name}-v{n}" in used:
-            n += 1
-        return f"{source_name}-v{n}"
+        return next_recovery_name(source_name, used)
 
     def recover(self, source: ClusterHandle, new_name: str, target: RecoveryTarget | None,
                 archive: bool = True) -> RecoveryOutcome:
-        if new_name in self._clusters:
-            raise UsageError(f"recovery cluster {new_name!r} already exists; pick the next -vN")
-        if archive and new_name == source.server_name:
-            raise UsageError("a recovered cluster must not archive into its source's serverName")
-        started = time.monotonic()
-        if archive:
-            self.check_empty_archive(new_name)
-        src_archive, backups = self.read_archive(source.server_name)
-        backup = choose_backup(backups, target)
-        if backup is None:
-            return RecoveryOutcome(None, False, None, failed_step="preflight", fatal_lines=[
-                f"no completed base backup for {source.server_name} in {self._destination.url}"])
-        if backup.begin_wal is None or backup.begin_wal.number not in src_archive.segments(backup.begin_wal.timeline):
-            # What the plugin's restore hook checks before copying any data.
-            return RecoveryOutcome(None, False, backup.backup_id, failed_step="preflight", fatal_lines=[
-                "encountered an error while checking the presence of first needed WAL in the archive: "
-                f"{backup.begin_wal} not found for {source.server_name}"])
-        preflight_done = time.monotonic()
-        instance = self._instance(new_name)
-        handle = ClusterHandle(new_name, new_name if archive else "", archive,
-                               {"pgdata": str(instance.pgdata), "port": instance.port, "log": str(instance.log_file),
-                                "recovered_from": source.server_name, "backup_id": backup.backup_id})
-        self._clusters[new_name] = _Cluster(handle, instance)
-        self.user.own(instance.pgdata, 0o700)
-        restore = self.user.run(self.barman.restore(source.server_name, backup.backup_id, str(instance.pgdata)),
-                                self._env, instance.cwd, timeout=3600)
-        restored_at = time.monotonic()
-        if restore.returncode != 0:
-            return RecoveryOutcome(handle, False, backup.backup_id,
-                                   phases={"preflight": preflight_done - started, "restore": restored_at - preflight_done},
-                                   failed_step="restore", fatal_lines=(restore.stderr or restore.stdout).strip().splitlines()[-5:])
-        settings = {**instance.base_settings(), **self._archive_settings(new_name if archive else None),
-                    "restore_command": self.barman.restore_command(source.server_name),
-                    "recovery_target_action": "promote", "recovery_target_timeline": "latest"}
-        if target and target.lsn:
-            settings["recovery_target_lsn"] = str(target.lsn)
-        elif target and target.time:
-            settings["recovery_target_time"] = target.time
-        elif target and target.name:
-            settings["recovery_target_name"] = target.name
-        instance.write_settings(settings)
-        signal_file = instance.pgdata / "recovery.signal"
-        signal_file.touch()
-        if self.user.switch:
-            os.chown(signal_file, self.user.uid, self.user.gid)
-        # Replay is counted from the end of the restore: configuring and starting the server is
-        # part of it, as it is for CNPG's instance manager.
-        start_wall = time.time() - (time.monotonic() - restored_at)
-        instance.start()
-        outcome = self._await_promotion(instance, handle, backup.backup_id,
-                                        self.config.local.startup_timeout_seconds, restored_at)
-        outcome.phases = {"preflight": preflight_done - started, "restore": restored_at - preflight_done,
-                          **outcome.phases}
-        outcome.total = sum(outcome.phases.values()) if outcome.promoted else None
-        _split_replay(outcome, instance, start_wall)
-        return outcome
+        from pgdrill.backends.local import recovery
 
-    def _await_promotion(self, instance: Instance, handle: ClusterHandle, backup_id: str,
-                         timeout: float, begun: float) -> RecoveryOutcome:
-        """Poll until the server leaves recovery and takes a write (phases ``replay`` from
-        ``begun``, then ``first_write``), or until it dies or ``timeout`` passes."""
-        import psycopg
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not instance.alive() and time.monotonic() - begun > 0.5:
-                lines = instance.log_lines()
-                return RecoveryOutcome(handle, False, backup_id, phases={}, failed_step="replay",
-                                       fatal_lines=_fatal(lines),
-                                       log_excerpt=lines[-30:], restored_segments=_restored(lines))
-            try:
-                with instance.connect(timeout=2) as conn:
-                    in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]  # type: ignore[index]
-                    if not in_recovery:
-                        promoted = time.monotonic()
-                        conn.execute("CREATE TABLE IF NOT EXISTS pgdrill_write_probe (at timestamptz)")
-                        conn.execute("INSERT INTO pgdrill_write_probe VALUES (clock_timestamp())")
-                        written = time.monotonic()
-                        tli_hex = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()[0][:8]  # type: ignore[index]
-                        timeline = int(tli_hex, 16)
-                        fork = None
-                        if timeline > 1:
-                            text = conn.execute("SELECT pg_read_file(%s)", (f"pg_wal/{tli_hex}.history",)).fetchone()[0]  # type: ignore[index]
-                            from ...wal import parse_history
-                            switches = parse_history(text)
-                            fork = switches[-1].switchpoint if switches else None
-                        lines = instance.log_lines()
-                        return RecoveryOutcome(
-                            handle, True, backup_id,
-                            phases={"replay": promoted - begun, "first_write": written - promoted},
-                            fork_lsn=fork, timeline=timeline,
-                            fatal_lines=_fatal(lines),
-                            log_excerpt=[ln for ln in lines if _is_recovery_line(ln)][-30:],
-                            restored_segments=_restored(lines))
-            except psycopg.OperationalError:
-                pass
-            time.sleep(0.1)
-        lines = instance.log_lines()
-        instance.stop("immediate")
-        return RecoveryOutcome(handle, False, backup_id, failed_step="replay",
-                               fatal_lines=[f"recovery did not finish within {timeout:.0f}s (local.startup_timeout_seconds)"],
-                               log_excerpt=lines[-30:], restored_segments=_restored(lines))
+        return recovery.recover(self, source, new_name, target, archive)
 
     def destroy(self, cluster: ClusterHandle) -> None:
         entry = self._clusters.pop(cluster.name, None)
@@ -426,64 +333,24 @@ class LocalBackend:
     # -- FailoverBackend (node-level faults; implementation in replica.py) -------------
 
     def create_replica(self, primary: ClusterHandle, name: str) -> ClusterHandle:
-        from . import replica
+        from pgdrill.backends.local import replica
 
         return replica.create_replica(self, primary, name, self.config.local.startup_timeout_seconds)
 
     def kill_primary(self, cluster: ClusterHandle) -> None:
-        from . import replica
+        from pgdrill.backends.local import replica
 
         replica.kill_primary(self, cluster)
 
     def promote(self, cluster: ClusterHandle) -> RecoveryOutcome:
-        from . import replica
+        from pgdrill.backends.local import replica
 
         return replica.promote(self, cluster, self.config.local.startup_timeout_seconds)
 
     def restart_after_crash(self, cluster: ClusterHandle) -> RecoveryOutcome:
-        from . import replica
+        from pgdrill.backends.local import replica
 
         return replica.restart_after_crash(self, cluster, self.config.local.startup_timeout_seconds)
 
 
-def choose_backup(backups: list[BaseBackup], target: RecoveryTarget | None) -> BaseBackup | None:
-    """CNPG's choice: a named backup, else the newest completed one that ends before the target."""
-    done = [b for b in backups if b.done]
-    if target and target.backup_id:
-        return next((b for b in done if b.backup_id == target.backup_id), None)
-    if target and target.lsn:
-        done = [b for b in done if b.end_lsn is None or b.end_lsn <= target.lsn]
-    return max(done, key=lambda b: b.backup_id, default=None)
-
-
-def _restored(lines: list[str]) -> list[str]:
-    return [m.group(1) for ln in lines if (m := _RESTORED.search(ln))]
-
-
-def _is_recovery_line(line: str) -> bool:
-    keys = ("restored log file", "redo", "recovery", "archive recovery", "selected new timeline",
-            "last completed transaction", "consistent recovery state", "ready to accept", "FATAL", "PANIC")
-    return any(k in line for k in keys) and not any(n in line for n in _POLL_NOISE)
-
-
-def _split_replay(outcome: RecoveryOutcome, instance: Instance, start_wall: float) -> None:
-    """Split "restore end → out of recovery" at the server log's "redo done" line: ``replay``
-    (start, fetch and apply WAL) then ``promote`` (end-of-recovery checkpoint, new timeline).
-    ``start_wall`` is the wall-clock time of the end of the restore (same host clock as the log)."""
-    if not outcome.promoted or "replay" not in outcome.phases:
-        return
-    total = outcome.phases["replay"]
-    replay = total
-    for line in instance.log_lines():
-        if _REDO_DONE in line:
-            stamp = log_time(line)
-            if stamp is not None:
-                replay = min(max(stamp.timestamp() - start_wall, 0.0), total)
-            break
-    first_write = outcome.phases.pop("first_write", 0.0)
-    outcome.phases["replay"] = replay
-    outcome.phases["promote"] = total - replay
-    outcome.phases["first_write"] = first_write
-
-
-__all__ = ["LocalBackend", "choose_backup", "Lsn"]
+__all__ = ["LocalBackend", "choose_backup"]

@@ -16,7 +16,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import UsageError
+from pgdrill.errors import UsageError
 
 _COMPRESSION_FLAG = {"gzip": "--gzip", "bzip2": "--bzip2", "snappy": "--snappy", "lz4": "--lz4"}
 

@@ -7,24 +7,15 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...errors import CouldNotVerify
-from ..base import ClusterHandle
-from .backend import LocalBackend
-from .postgres import pg_bin_dir
+from pgdrill.backends.base import ClusterHandle, ToolRun
+from pgdrill.backends.local.postgres import pg_bin_dir
+from pgdrill.errors import CouldNotVerify
 
+if TYPE_CHECKING:
+    from pgdrill.backends.local.backend import LocalBackend
 
-@dataclass(frozen=True)
-class ToolRun:
-    argv: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-    restart_seconds: float = 0.0
-    """Time spent stopping and starting the cluster around an offline tool."""
 
 
 class LocalIntegrityTools:
@@ -32,12 +23,12 @@ class LocalIntegrityTools:
         self.backend = backend
 
     def connect(self, cluster: ClusterHandle, dbname: str) -> Any:
-        return self.backend._get(cluster).connect(dbname, timeout=10)
+        return self.backend.node(cluster).connect(dbname, timeout=10)
 
     def pg_checksums(self, cluster: ClusterHandle) -> ToolRun:
         """``pg_checksums --check`` needs a cleanly shut down data directory: stop (fast, i.e. with a
         checkpoint, so the files hold every replayed page), check, start again."""
-        instance = self.backend._get(cluster)
+        instance = self.backend.node(cluster)
         begun = time.monotonic()
         instance.stop("fast")
         if instance.alive():
@@ -57,11 +48,11 @@ class LocalIntegrityTools:
         """Every table (incl. TOAST) and B-tree of every connectable database, heapallindexed.
         ``--install-missing`` creates the amcheck extension where it is absent (a catalog write
         on the recovered cluster, never on the source)."""
-        instance = self.backend._get(cluster)
+        instance = self.backend.node(cluster)
         jobs = jobs or max(1, min(4, os.cpu_count() or 1))
         argv = [str(pg_bin_dir() / "pg_amcheck"), "-h", "127.0.0.1", "-p", str(instance.port), "-U", "postgres",
                 "--all", "--heapallindexed", "--install-missing", "-w", "-j", str(jobs)]
         begun = time.monotonic()
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=3600, env=self.backend._env,
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=3600, env=self.backend.environment,
                                 stdin=subprocess.DEVNULL)
         return ToolRun(argv, result.returncode, result.stdout, result.stderr, time.monotonic() - begun)

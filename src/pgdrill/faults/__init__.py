@@ -1,0 +1,1 @@
+"""Faults a drill injects. ``registry`` is the one table of kinds scenarios may name; ``base`` holds the context and record every fault shares; ``wal``, ``backups``, ``cluster``, ``pages`` and ``writes`` implement them."""

@@ -1,0 +1,1 @@
+"""The data a drill writes: seed fixtures (``fixture``), the ledger of every acknowledged write (``ledger``) and the writer that records each write at its acknowledgement (``writer``). Definitions: docs/measures.md."""
