@@ -161,15 +161,31 @@ def test_no_gap_reported_for_the_same_archive_without_the_hole():
     assert audit(Timeline(days=31).synth).wal.gaps == ()
 
 
-def test_hole_among_the_newest_segments_is_uploading_not_lost():
+def test_hole_with_later_wal_uploaded_a_second_ago_is_a_pending_warning():
     probe = Timeline(days=2)
     tl = Timeline(days=2, skip=frozenset({probe.last - 1}))  # parallel upload: N+1 landed before N
-    report = audit(tl.synth)
+    landed = tl.start + STEP * (tl.last - FIRST + 1)  # when the newest segment was uploaded
+    report = audit(tl.synth, now=landed + timedelta(seconds=1))
     assert report.wal.gaps == ()
     assert [g.first.number for g in report.wal.uploading] == [probe.last - 1]
-    assert "WAL_GAP" not in codes(report)
-    assert report.backups[-1].grade == "consistent"  # momentarily not to the very end
-    # ... but the same hole once the WAL after it is old is lost: archiving skipped it.
+    # Never healthy: a disaster right now would lose everything after the hole.
+    assert codes(report) == ["WAL_GAP_PENDING"]
+    assert report.status == "alert" and exit_code(report) == 1
+    assert next(f for f in report.findings if f.code == "WAL_GAP_PENDING").severity.value == "warning"
+
+
+def test_issue15_a_hole_whose_next_segment_is_minutes_old_is_critical():
+    # Before: "still uploading" for up to wal_max_age_minutes (10 min): HEALTHY, exit 0.
+    probe = Timeline(days=2)
+    tl = Timeline(days=2, skip=frozenset({probe.last - 1}))
+    landed = tl.start + STEP * (tl.last - FIRST + 1)
+    report = audit(tl.synth, now=landed + timedelta(minutes=3))
+    assert [g.first.number for g in report.wal.gaps] == [probe.last - 1]
+    assert "WAL_GAP" in codes(report) and exit_code(report) == 1
+    # The headline says what a disaster now would get: up to the hole, losing the WAL after it.
+    headline = render_table(report).splitlines()[2]
+    assert headline.startswith("A disaster now recovers to") and "losing 10m00s" in headline, headline
+    # ... and once the WAL after it is older than the WAL age limit, archiving is stale too.
     later = audit(tl.synth, now=NOW + timedelta(minutes=11))
     assert [g.first.number for g in later.wal.gaps] == [probe.last - 1]
     assert codes(later) == ["WAL_GAP", "WAL_STALE"]
@@ -182,7 +198,8 @@ def test_hole_further_back_than_the_grace_segments_is_lost_even_if_recent():
     assert [g.first.number for g in report.wal.gaps] == [probe.last - 9]
     # 9 segments back were uploaded 45 minutes ago: only a longer grace period covers them.
     assert audit(tl.synth, thresholds=AuditThresholds(wal_grace_segments=9)).wal.gaps != ()
-    relaxed = audit(tl.synth, thresholds=AuditThresholds(wal_grace_segments=9, wal_max_age_minutes=60))
+    relaxed = audit(tl.synth, thresholds=AuditThresholds(wal_grace_segments=9, wal_max_age_minutes=60,
+                                                         wal_gap_grace_seconds=3600))
     assert relaxed.wal.gaps == () and len(relaxed.wal.uploading) == 1
 
 

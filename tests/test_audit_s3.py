@@ -130,14 +130,19 @@ def test_gap_is_found_exactly_and_disappears_when_the_segment_comes_back(seaweed
     assert exit_code(audit(seaweed, server_name)) == 0
 
 
-def test_hole_next_to_the_head_is_uploading_until_the_grace_period_ends(seaweed, server_name):
+def test_hole_next_to_the_head_is_pending_then_a_gap(seaweed, server_name):
     now = datetime.now(timezone.utc)
     synth = healthy_archive(server_name, now)
     head = newest_number(synth)
     del synth.objects[synth.wal_key(1, head - 1)]
     synth.upload(seaweed.store())
+    # The next segment landed a second ago: an upload may be in flight, but never "healthy".
     fresh = audit(seaweed, server_name)
-    assert exit_code(fresh) == 0 and fresh.wal.uploading_segments == 1 and fresh.wal.gaps == ()
+    assert fresh.wal.uploading_segments == 1 and fresh.wal.gaps == ()
+    assert codes(fresh) == ["WAL_GAP_PENDING"] and exit_code(fresh) == 1
+    # Three minutes later it is past the grace period: the CRITICAL WAL_GAP.
+    minutes = audit(seaweed, server_name, now=datetime.now(timezone.utc) + timedelta(minutes=3))
+    assert codes(minutes) == ["WAL_GAP"] and exit_code(minutes) == 1
     later = audit(seaweed, server_name, now=datetime.now(timezone.utc) + timedelta(minutes=11))
     assert codes(later) == ["WAL_GAP", "WAL_STALE"] and exit_code(later) == 1
 

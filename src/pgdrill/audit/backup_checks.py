@@ -20,7 +20,7 @@ from pgdrill.audit.formatting import (
     time_from_backup_id,
 )
 from pgdrill.audit.report import BackupAudit, Grade
-from pgdrill.findings import Finding
+from pgdrill.findings import BACKUP_WAL_PENDING, Finding
 from pgdrill.postgres.wal import SegmentName
 
 #: barman-cloud statuses of a backup that may still finish.
@@ -170,12 +170,14 @@ def grade_done(ctx: Context, found: list[Finding], info: BaseBackup,
         # Nothing after it: the end WAL was not archived yet. On an idle database it may
         # never be (plugin-barman-cloud#652); give it the WAL grace period.
         if (ctx.now - end).total_seconds() <= ctx.thresholds.wal_max_age_seconds:
+            found.append(_pending(info, reaches, None, f"end WAL {info.end_wal.name} is not archived yet"))
             return "waiting_for_wal", reaches, None
         why = (f"end WAL {info.end_wal.name} was never archived (idle database? "
                f"plugin-barman-cloud#652)")
     else:
         if any(g.timeline == missing_tli and g.first.number <= stop + 1 <= g.last.number
                for g in ctx.uploading):
+            found.append(_pending(info, reaches, first_missing, f"segment {first_missing} is still uploading"))
             return "waiting_for_wal", reaches, first_missing
         why = f"segment {first_missing} is missing"
     found.append(Finding(codes.BACKUP_NOT_CONSISTENT, (
@@ -183,6 +185,14 @@ def grade_done(ctx: Context, found: list[Finding], info: BaseBackup,
         DETECTOR, {"backup_id": info.backup_id, "begin_wal": info.begin_wal.name,
                    "end_wal": info.end_wal.name, "reaches": reaches, "first_missing": first_missing}))
     return "not_consistent", reaches, first_missing
+
+
+def _pending(info: BaseBackup, reaches: str | None, first_missing: str | None, why: str) -> Finding:
+    """A backup that a disaster right now could not use, within the WAL grace period."""
+    return Finding(BACKUP_WAL_PENDING, (
+        f"base backup {info.backup_id} ({info.begin_wal.name}..{info.end_wal.name}) cannot be restored yet: {why}"),
+        DETECTOR, {"backup_id": info.backup_id, "begin_wal": info.begin_wal.name, "end_wal": info.end_wal.name,
+                   "reaches": reaches, "first_missing": first_missing})
 
 
 def _consecutive_failures(audits: list[BackupAudit]) -> list[BackupAudit]:

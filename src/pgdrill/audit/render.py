@@ -30,6 +30,21 @@ def exit_code(report: AuditReport) -> int:
 
 # -- terminal ------------------------------------------------------------------------------
 
+def disaster_now(report: AuditReport) -> str:
+    """The headline: what a disaster at the audit's moment would recover to, and what it loses.
+
+    WAL times are upload times, so the loss is measured between the newest restorable segment
+    and the newest archived one (plus up to ``archive_timeout`` not yet archived at all)."""
+    r, w = report.recoverability, report.wal
+    if r is None or r.latest is None:
+        return "A disaster now: nothing could be recovered from this archive."
+    newest = w.newest_modified if w is not None else None
+    lost = (newest - r.latest).total_seconds() if newest is not None and newest > r.latest else 0.0
+    return (f"A disaster now recovers to {format_time(r.latest)} ({r.latest_segment}, LSN {r.latest_lsn})"
+            + (f", losing {human_duration(lost)} of archived WAL after it" if lost > 0 else
+               ", the end of the archive"))
+
+
 def render_table(report: AuditReport) -> str:
     t = report.thresholds
     status = {"healthy": "HEALTHY", "alert": "ALERT", "could_not_verify": "COULD NOT VERIFY"}[report.status]
@@ -38,6 +53,7 @@ def render_table(report: AuditReport) -> str:
         + (f" (endpoint {report.endpoint_url})" if report.endpoint_url else ""),
         f"audited at {format_time(report.audited_at)}: {status} (exit {exit_code(report)}), "
         f"{report.objects_listed} objects listed in {report.duration_seconds:.2f}s",
+        disaster_now(report),
         "",
     ]
     lines += [f"note: {note}" for note in report.notes]

@@ -30,8 +30,13 @@ class AuditThresholds:
     size_trend_window: int = 5
     """How many earlier completed backups the size median is taken over."""
     wal_grace_segments: int = 8
-    """A hole among the newest this-many segments, with the WAL after it uploaded less than
-    ``wal_max_age_minutes`` ago, is "missing-uploading" (parallel archiving), not lost."""
+    """A hole among the newest this-many segments (parallel archiving uploads up to
+    ``wal.maxParallel`` segments at once) may be an upload in flight..."""
+    wal_gap_grace_seconds: float = 120.0
+    """... but only while the WAL after it was uploaded less than this long ago: then it is the
+    WARNING ``WAL_GAP_PENDING``, past it the CRITICAL ``WAL_GAP``.  One 16 MiB segment uploads in
+    seconds on a healthy link and in about a minute at 2 Mbit/s; two minutes covers a slow link
+    without letting a real hole stay silent (docs/audit.md)."""
 
     def __post_init__(self) -> None:
         for name in ("backup_max_age_hours", "wal_max_age_minutes", "retention_days"):
@@ -43,6 +48,8 @@ class AuditThresholds:
             raise ConfigError(f"audit.size_drop_ratio must be between 0 and 1, got {self.size_drop_ratio!r}")
         if self.size_trend_window < 1:
             raise ConfigError(f"audit.size_trend_window must be >= 1, got {self.size_trend_window!r}")
+        if self.wal_gap_grace_seconds < 0:
+            raise ConfigError(f"audit.wal_gap_grace_seconds must be >= 0, got {self.wal_gap_grace_seconds!r}")
         if self.wal_grace_segments < 0:
             raise ConfigError(f"audit.wal_grace_segments must be >= 0, got {self.wal_grace_segments!r}")
 

@@ -8,7 +8,7 @@ from pgdrill.audit import codes
 from pgdrill.audit.context import DETECTOR, Context
 from pgdrill.audit.formatting import human_duration
 from pgdrill.audit.report import WalAudit
-from pgdrill.findings import WAL_GAP, Finding
+from pgdrill.findings import WAL_GAP, WAL_GAP_PENDING, Finding
 from pgdrill.postgres.wal import SegmentName
 
 
@@ -40,6 +40,12 @@ def audit_wal(ctx: Context, location: str) -> tuple[WalAudit, list[Finding]]:
         gaps=tuple(lost),
         uploading=tuple(uploading),
     )
+    for gap in uploading:
+        out.append(Finding(WAL_GAP_PENDING, (
+            f"timeline {gap.timeline}: {gap.count} segment(s) {gap.first.name}..{gap.last.name} missing while "
+            f"later WAL was uploaded less than {human_duration(thresholds.wal_gap_grace_seconds)} ago (an upload in "
+            f"flight?); a disaster now recovers only up to before {gap.first.name}"),
+            DETECTOR, {"gap": gap.to_dict(), "grace_seconds": thresholds.wal_gap_grace_seconds}))
     for gap in lost:
         out.append(Finding(WAL_GAP, (
             f"timeline {gap.timeline}: {gap.count} segment(s) {gap.first.name}..{gap.last.name} missing "
@@ -87,7 +93,7 @@ def is_uploading(ctx: Context, gap: Gap, chains: list[list[ChainLink]]) -> bool:
         if head[1] - gap.last.number > ctx.thresholds.wal_grace_segments:
             return False
         age = (ctx.now - ctx.index.wal(*after).last_modified).total_seconds()
-        return age <= ctx.thresholds.wal_max_age_seconds
+        return age <= ctx.thresholds.wal_gap_grace_seconds
     return False
 
 

@@ -58,6 +58,8 @@ BACKUP_FAILED = "BACKUP_FAILED"
 BACKUP_CONSECUTIVE_FAILURES = "BACKUP_CONSECUTIVE_FAILURES"
 BACKUP_SIZE_DROP = "BACKUP_SIZE_DROP"
 BACKUP_NOT_CONSISTENT = "BACKUP_NOT_CONSISTENT"
+BACKUP_WAL_PENDING = "BACKUP_WAL_PENDING"
+WAL_GAP_PENDING = "WAL_GAP_PENDING"
 WAL_STALE = "WAL_STALE"
 TIMELINE_HISTORY_MISSING = "TIMELINE_HISTORY_MISSING"
 RETENTION_NOT_COVERED = "RETENTION_NOT_COVERED"
@@ -160,6 +162,14 @@ CODES: dict[str, FindingCode] = {c.code: c for c in (
         'A recovery from it fails before consistency. If the end WAL was never archived (idle database, '
         'plugin-barman-cloud#652) run SELECT pg_switch_wal() on the primary; otherwise take a new base '
         'backup.'),
+    FindingCode(BACKUP_WAL_PENDING, Severity.WARNING,
+                'The newest base backup cannot be restored yet: its WAL up to the end is not all archived',
+        'Within the grace period this is an upload still running; if it stays, a disaster now could not use '
+        'this backup at all. On an idle database run SELECT pg_switch_wal() on the primary.'),
+    FindingCode(WAL_GAP_PENDING, Severity.WARNING,
+                'A WAL segment is missing while later WAL was uploaded moments ago',
+        'Parallel archiving (wal.maxParallel) keeps a hole open only for one upload; a disaster right now '
+        'would recover only up to the hole. It becomes WAL_GAP once the grace period has passed.'),
     FindingCode(WAL_STALE, Severity.CRITICAL,
                 'The newest archived WAL segment is older than the limit (or there is none)',
         'WAL archiving is failing or stuck: check the ContinuousArchiving condition of the Cluster and '
