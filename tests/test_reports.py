@@ -798,7 +798,7 @@ def test_report_main_rerenders_many_and_reports_errors(tmp_path: Path, capsys: p
     out = capsys.readouterr().out
     assert f"{first}: sha256" in out and "report.html" in out
     assert (second.parent / "report.html").exists()
-    assert report_main([str(tmp_path / "nope" / "results.json")]) == 1
+    assert report_main([str(tmp_path / "nope" / "results.json")]) == 2  # bad input: exit 2
     assert "nope" in capsys.readouterr().err
     assert report_main([]) == 2
     assert report_main(["--help"]) == 0

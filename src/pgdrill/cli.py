@@ -7,7 +7,12 @@
 ``pgdrill report``    re-render HTML/JUnit from results.json files
 ``pgdrill clean``     stop and remove what killed runs left behind (local backend)
 
-Exit codes: 0 passed/healthy, 1 failed/alert, 2 could not verify or bad input.
+Exit codes, the same for every command:
+  0    passed / healthy
+  1    a drill failed / an audit alert fires
+  2    could not verify, or bad input or usage (one line on stderr naming what to fix; the
+       traceback only with -v); nothing is started or written for bad input
+  130  interrupted (Ctrl-C, SIGTERM)
 """
 
 from __future__ import annotations
@@ -17,15 +22,24 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pgdrill import __version__
 from pgdrill.errors import PgdrillError, UsageError
+from pgdrill.strict import ArgumentParser
 
-EXIT_OK, EXIT_FAILED, EXIT_UNVERIFIED = 0, 1, 2
+if TYPE_CHECKING:
+    from pgdrill.backends.base import Backend
+    from pgdrill.config import Config
+    from pgdrill.drill.spec import Scenario
+    from pgdrill.runs import Run
+
+EXIT_OK, EXIT_FAILED, EXIT_UNVERIFIED, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_CODES = __doc__[__doc__.index("Exit codes"):]
+_DELEGATED = ("audit", "plan", "report")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pgdrill.backends.factory import make_backend
     from pgdrill.config import load_config
     from pgdrill.drill.context import DrillContext, error_result
     from pgdrill.drill.runner import run_scenario
@@ -44,11 +58,14 @@ def _run(args: argparse.Namespace) -> int:
         scenarios = [s for s in scenarios if args.k in s.name]
     if not scenarios:
         raise UsageError("no scenario selected: check the paths, --tier and -k")
+    _preflight(config, scenarios)
     run = Run(new_run_id(), Path(config.reports_dir), config.backend)
     try:
         with sigterm_as_interrupt():
             for scenario in scenarios:
-                backend = make_backend(config, f"{run.run_id}-{scenario.name}", keep=args.keep)
+                backend = _start_backend(run, config, scenario, args.keep)
+                if backend is None:
+                    continue
                 try:
                     fixtures = Path(scenario.source_file).resolve().parent.parent / "fixtures"
                     result = run_scenario(DrillContext(scenario, config, backend, run.state_dir(scenario.name),
@@ -68,7 +85,16 @@ def _run(args: argparse.Namespace) -> int:
                 if args.keep:
                     print(f"  kept for inspection: {result.keep}")
     except KeyboardInterrupt:
-        print("interrupted: every process and directory of the running drill was released", file=sys.stderr)
+        from pgdrill.cleanup import release_open_runs
+
+        left, kept = release_open_runs()  # checked by what each run recorded, not by name
+        for directory in kept:
+            print(f"interrupted: kept for inspection (--keep): {directory}", file=sys.stderr)
+        if left:
+            print(f"interrupted: NOT released, still left of the running drill: {'; '.join(left)}",
+                  file=sys.stderr)
+        elif not kept:
+            print("interrupted: every process and directory of the running drill was released", file=sys.stderr)
         path = run.write()
         _render(path)
         return 130
@@ -76,6 +102,47 @@ def _run(args: argparse.Namespace) -> int:
     _render(path)
     print(f"overall: {run.overall().upper()}; reports in {run.folder}")
     return {"passed": EXIT_OK, "failed": EXIT_FAILED}.get(run.overall(), EXIT_UNVERIFIED)
+
+
+def _preflight(config: Config, scenarios: list[Scenario]) -> None:
+    """Bad input found before anything starts (no server, no folder): one ``UsageError`` line."""
+    from pgdrill.runs import check_writable_dir
+
+    seen: dict[str, str] = {}
+    for scenario in scenarios:
+        if scenario.name in seen:
+            raise UsageError(f"scenario {scenario.name} given twice ({seen[scenario.name]} and "
+                             f"{scenario.source_file}): a run holds each drill once")
+        seen[scenario.name] = scenario.source_file
+    check_writable_dir(Path(config.reports_dir), "fix --reports-dir or reports_dir in the config")
+    if config.backend == "local" and config.local.workdir:
+        check_writable_dir(Path(config.local.workdir), "fix local.workdir in the config")
+
+
+def _start_backend(run: Run, config: Config, scenario: Scenario, keep: bool) -> Backend | None:
+    """The drill's backend; None when it did not start (recorded: not run, or could not verify).
+    Before the first drill, bad input (a ``UsageError``) stops the run with nothing written."""
+    from pgdrill.backends.factory import make_backend
+    from pgdrill.drill.context import now_iso
+    from pgdrill.errors import BackendUnavailable
+    from pgdrill.results import DrillResult, Verdict, summary_line
+
+    try:
+        return make_backend(config, f"{run.run_id}-{scenario.name}", keep=keep)
+    except PgdrillError as exc:
+        if isinstance(exc, UsageError) and not (run.results or run.not_run):
+            raise
+        if isinstance(exc, BackendUnavailable):
+            run.skipped(scenario.name, str(exc))
+            print(f"{scenario.name}: NOT RUN | {exc}")
+            return None
+        result = DrillResult(drill=scenario.name, scenario=scenario.to_dict(), backend={"name": config.backend},
+                             started_at=now_iso(), finished_at=now_iso(), verdict=Verdict.COULD_NOT_VERIFY,
+                             verdict_reasons=[f"the {config.backend} backend did not start: {exc}"])
+        run.add(result)
+        print(summary_line(result.to_dict()))
+        print(f"  {result.verdict_reasons[0]}")
+        return None
 
 
 def _render(results_json: Path) -> None:
@@ -95,7 +162,8 @@ def _plan(argv: list[str]) -> int:
     from pgdrill.config import load_config
     from pgdrill.drill.spec import load_scenario
 
-    parser = argparse.ArgumentParser(prog="pgdrill plan", description=_plan.__doc__)
+    parser = ArgumentParser(prog="pgdrill plan", description=_plan.__doc__, epilog=EXIT_CODES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", help="scenario file")
     parser.add_argument("--config")
     parser.add_argument("--backend", choices=("kind", "k8s"), default="kind")
@@ -118,18 +186,23 @@ def _scenarios(args: argparse.Namespace) -> int:
 def _clean(args: argparse.Namespace) -> int:
     from pgdrill.cleanup import clean_leftovers
 
+    status = EXIT_OK
     for line in clean_leftovers(Path(args.workdir) if args.workdir else None, dry_run=args.dry_run):
         print(line)
-    return EXIT_OK
+        if "; still left: " in line:  # a dead run's leftover that could not be removed
+            status = EXIT_FAILED
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pgdrill", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="pgdrill", description=__doc__.split("\n\n")[0], epilog=EXIT_CODES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pgdrill {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run drill scenarios and write reports")
+    run = sub.add_parser("run", help="run drill scenarios and write reports", epilog=EXIT_CODES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("scenario", nargs="*", help="scenario files (default: every file in --scenarios-dir)")
     run.add_argument("--scenarios-dir", default="scenarios")
     run.add_argument("--backend", choices=("local", "kind", "k8s"))
@@ -140,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep", action="store_true", help="keep clusters and data for inspection")
     run.set_defaults(func=_run)
 
-    scenarios = sub.add_parser("scenarios", help="validate and list scenarios")
+    scenarios = sub.add_parser("scenarios", help="validate and list scenarios", epilog=EXIT_CODES,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     scenarios.add_argument("--scenarios-dir", default="scenarios")
     scenarios.set_defaults(func=_scenarios)
 
@@ -171,21 +245,46 @@ def _delegate(command: str, rest: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    if argv and argv[0] in ("audit", "plan", "report"):
-        try:
-            return _delegate(argv[0], argv[1:])
-        except UsageError as exc:
-            print(f"pgdrill {argv[0]}: error: {exc}", file=sys.stderr)
-            return EXIT_UNVERIFIED
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    verbose = False
+    while argv and argv[0] in ("-v", "--verbose"):  # global options before a delegated command
+        verbose = True
+        argv.pop(0)
+    command = argv[0] if argv and argv[0] in (*_DELEGATED, "run", "scenarios", "clean") else None
     try:
+        if command in _DELEGATED:
+            _logging(verbose)
+            return _delegate(argv[0], argv[1:])
+        args = build_parser().parse_args(argv)
+        verbose = verbose or args.verbose
+        _logging(verbose)
         return int(args.func(args))
     except PgdrillError as exc:
-        print(f"pgdrill {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_UNVERIFIED
+        return _error(command, exc, verbose)
+    except KeyboardInterrupt:
+        print(f"pgdrill{' ' + command if command else ''}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or an OS error nobody foresaw: still one line, still exit 2
+        return _error(command, exc, verbose, unexpected=True)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _error(command: str | None, exc: BaseException, verbose: bool, unexpected: bool = False) -> int:
+    """One line on stderr (the traceback first with -v); exit 2."""
+    if verbose:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    elif unexpected:
+        text = f"unexpected {type(exc).__name__}: {text}" + ("" if verbose else " (-v shows the traceback)")
+    print(f"pgdrill{' ' + command if command else ''}: error: {text}", file=sys.stderr)
+    return EXIT_UNVERIFIED
 
 
 if __name__ == "__main__":

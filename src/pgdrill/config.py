@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Literal
 
 from pgdrill import strict
+from pgdrill.archive.store import check_bucket_name, check_endpoint_url
 from pgdrill.audit.thresholds import AuditThresholds
 from pgdrill.backends.kubernetes.settings import KubernetesSettings
-from pgdrill.errors import ConfigError
+from pgdrill.errors import ConfigError, UsageError
 
 Compression = Literal["none", "gzip", "bzip2", "snappy", "lz4"]
 
@@ -87,13 +88,27 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     if path is None:
         return Config()
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file {file} does not exist: fix --pgdrill-config / PGDRILL_CONFIG")
+    text = strict.read_text(file, "config file", "fix --config / --pgdrill-config / PGDRILL_CONFIG")
     try:
-        data = tomllib.loads(file.read_text())
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
     config = strict.load(Config, data, str(file))
-    if config.s3.mode == "external" and not config.s3.endpoint_url:
-        raise ConfigError(f"{file}: s3.endpoint_url is required when s3.mode = 'external'")
+    check_config(config, str(file))
     return config
+
+
+def check_config(config: Config, where: str) -> None:
+    """What the types alone cannot say; every problem is found here, before anything starts."""
+    s3 = config.s3
+    try:
+        check_bucket_name(s3.bucket, f"s3.bucket = {s3.bucket!r}")
+        check_endpoint_url(s3.endpoint_url, "s3.endpoint_url")
+    except UsageError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if s3.mode == "external" and not s3.endpoint_url:
+        raise ConfigError(f"{where}: s3.endpoint_url is required when s3.mode = 'external'")
+    if config.local.startup_timeout_seconds < 0:
+        raise ConfigError(f"{where}: local.startup_timeout_seconds must not be negative")
+    if not config.reports_dir.strip():
+        raise ConfigError(f"{where}: reports_dir must not be empty")

@@ -27,7 +27,7 @@ from pgdrill.drill.runner import run_scenario
 from pgdrill.drill.spec import Scenario
 from pgdrill.errors import BackendUnavailable, PgdrillError, UsageError
 from pgdrill.results import DrillResult, Verdict, summary_line
-from pgdrill.runs import Run, new_run_id
+from pgdrill.runs import Run, check_writable_dir, new_run_id
 
 _RUN_KEY = pytest.StashKey[Run]()
 
@@ -57,7 +57,12 @@ def pgdrill_config(request: pytest.FixtureRequest) -> Config:
         raise pytest.UsageError(str(exc)) from None
     backend = request.config.getoption("--backend")
     reports = request.config.getoption("--reports-dir")
-    return replace(config, backend=backend or config.backend, reports_dir=reports or config.reports_dir)
+    config = replace(config, backend=backend or config.backend, reports_dir=reports or config.reports_dir)
+    try:  # before any drill starts a server: its results would have nowhere to go
+        check_writable_dir(Path(config.reports_dir), "fix --reports-dir or reports_dir in the config")
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return config
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,21 @@
 """Strict loading of plain mappings (TOML/YAML) into frozen dataclasses.
 
 An unknown key, a wrong type or a value outside a ``Literal`` is a ``ConfigError`` naming
-the file, the dotted key and what is allowed.  Shared by config and scenario loading.
+the file, the dotted key and what is allowed.  Shared by config and scenario loading; command
+lines are checked as strictly (``ArgumentParser``: one line, no usage block).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import math
 import types
 import typing
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from pathlib import Path
+from typing import Any, Literal, NoReturn, TypeVar, get_args, get_origin, get_type_hints
 
-from pgdrill.errors import ConfigError
+from pgdrill.errors import ConfigError, UsageError
 
 T = TypeVar("T")
 
@@ -22,7 +26,7 @@ def load(cls: type[T], data: Any, where: str, path: str = "") -> T:
         raise ConfigError(f"{where}: {path or 'top level'} must be a table/mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)  # YAML keys may be numbers or null
     if unknown:
         dotted = ", ".join(_join(path, k) for k in unknown)
         raise ConfigError(f"{where}: unknown key {dotted} (allowed: {', '.join(sorted(fields))})")
@@ -33,6 +37,33 @@ def load(cls: type[T], data: Any, where: str, path: str = "") -> T:
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: missing required key {_join(path, name)}")
     return cls(**kwargs)
+
+
+def read_text(file: Path, what: str, fix: str = "") -> str:
+    """A config or scenario file as UTF-8 text; a one-line ``ConfigError`` naming the file otherwise."""
+    hint = f": {fix}" if fix else ""
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {file} does not exist{hint}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {file} is a directory, not a file{hint}") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {file} cannot be read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{file}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}): "
+                          "save it as UTF-8") from None
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse`` whose errors raise one ``UsageError`` line instead of printing the usage
+    block and exiting: the caller prints it and exits 2, like any other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def _join(path: str, key: str) -> str:
@@ -77,7 +108,7 @@ def _convert(hint: Any, value: Any, where: str, path: str) -> Any:
     if hint is Any:
         return value
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{where}: {path} must be a number, got {value!r}")
         return float(value)
     if hint is int:

@@ -7,12 +7,74 @@ local S3 server, and never put into argv, logs, reports or exception messages.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from pgdrill.errors import S3Error, UsageError
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]")
+_LEGACY_BUCKET = re.compile(r"[A-Za-z0-9._-]{1,255}")
+
+
+def bucket_name_problem(name: str, legacy: bool = False) -> str | None:
+    """Why ``name`` breaks the S3 bucket naming rules (AWS general purpose buckets), or None.
+
+    ``legacy``: only reject what no bucket can be named (old us-east-1 buckets may hold
+    capitals and underscores), for reading a bucket someone else created."""
+    if legacy:
+        return None if _LEGACY_BUCKET.fullmatch(name) else \
+            "may only contain letters, digits, dots, hyphens and underscores (1 to 255)"
+    if not 3 <= len(name) <= 63:
+        return f"must be 3 to 63 characters long (it has {len(name)})"
+    if not _BUCKET.fullmatch(name):
+        return "may only contain lowercase letters, digits, dots and hyphens, and must begin and end " \
+               "with a letter or a digit"
+    if ".." in name:
+        return "must not contain two adjacent dots"
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
+        return "must not look like an IP address"
+    if name.startswith(("xn--", "sthree-", "amzn-s3-demo-")):
+        return "must not start with a reserved prefix (xn--, sthree-, amzn-s3-demo-)"
+    if name.endswith(("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")):
+        return "must not end with a reserved suffix (-s3alias, --ol-s3, .mrap, --x-s3, --table-s3)"
+    return None
+
+
+def endpoint_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an S3 endpoint URL (``http(s)://host[:port][/path]``), or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return "must start with http:// or https://"
+    if any(c.isspace() for c in url):
+        return "must not contain spaces"
+    if not parts.hostname:
+        return "has no host name"
+    try:
+        parts.port  # noqa: B018 (raises on a port that is not a number or out of range)
+    except ValueError:
+        return "has an invalid port"
+    if parts.query or parts.fragment:
+        return "must not have a query string or a fragment"
+    return None
+
+
+def check_endpoint_url(url: str | None, where: str) -> None:
+    """Raise a one-line ``UsageError`` naming ``where`` (a config key, an option) for a bad URL."""
+    problem = None if url is None else endpoint_url_problem(url)
+    if problem:
+        raise UsageError(f"{where} = {url!r} is not a valid S3 endpoint URL: it {problem} "
+                         "(e.g. http://127.0.0.1:9000 or https://s3.fr-par.scw.cloud)")
+
+
+def check_bucket_name(name: str, label: str, legacy: bool = False) -> None:
+    """Raise a one-line ``UsageError`` for a bad bucket name; ``label`` names it (``s3.bucket = 'x'``)."""
+    problem = bucket_name_problem(name, legacy)
+    if problem:
+        raise UsageError(f"{label} is not a valid S3 bucket name: it {problem}")
 
 
 @dataclass(frozen=True)
@@ -29,6 +91,7 @@ class S3Location:
         bucket, _, prefix = url[len("s3://"):].partition("/")
         if not bucket:
             raise UsageError(f"S3 URL {url!r} has no bucket name")
+        check_bucket_name(bucket, f"bucket {bucket!r} of {url}", legacy=True)
         return cls(bucket, prefix.strip("/"))
 
     @property

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TextIO
 
-from pgdrill.archive.store import ObjectStore, S3Credentials, S3Location
+from pgdrill.archive.store import (
+    ObjectStore,
+    S3Credentials,
+    S3Location,
+    check_endpoint_url,
+)
 from pgdrill.audit.render import (
     EXIT_COULD_NOT_VERIFY,
     exit_code,
@@ -18,15 +24,18 @@ from pgdrill.audit.render import (
 from pgdrill.audit.run import run_audit, unverified_report
 from pgdrill.audit.thresholds import AuditThresholds
 from pgdrill.errors import UsageError
+from pgdrill.runs import check_writable_dir
+from pgdrill.strict import ArgumentParser
 
 
-def build_parser(prog: str = "pgdrill audit") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(prog: str = "pgdrill audit") -> ArgumentParser:
+    parser = ArgumentParser(
         prog=prog,
         description=(
             "Audit a barman-cloud archive read-only (list and get only): base backups, WAL gaps, "
             "ages, recoverability. Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
-            "(and AWS_DEFAULT_REGION). Exit 0 healthy, 1 an alert fires, 2 could not verify."),
+            "(and AWS_DEFAULT_REGION). Exit 0 healthy, 1 an alert fires, 2 could not verify or bad "
+            "input (one line on stderr), 130 interrupted."),
     )
     parser.add_argument("location", metavar="s3://BUCKET/PREFIX/SERVERNAME",
                         help="the serverName folder that holds base/ and wals/")
@@ -44,12 +53,19 @@ def build_parser(prog: str = "pgdrill audit") -> argparse.ArgumentParser:
 def audit_main(argv: list[str], stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run ``pgdrill audit``; returns the exit code (0 healthy, 1 alert, 2 could not verify)."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         location = S3Location.parse(args.location)
+        if args.endpoint_url is not None:
+            check_endpoint_url(args.endpoint_url, "--endpoint-url")
+        else:  # boto3 reads it itself, and fails with a traceback-worthy ValueError
+            check_endpoint_url(os.environ.get("AWS_ENDPOINT_URL") or None, "AWS_ENDPOINT_URL")
+        if args.prometheus:
+            # The textfile's folder is created if missing (as before); it must be creatable.
+            check_writable_dir(Path(args.prometheus).parent, "fix --prometheus")
         thresholds = _thresholds(args.config)
-    except UsageError as exc:  # bad URL or config: say what to fix, no traceback
-        print(f"pgdrill audit: {exc}", file=err)
+    except UsageError as exc:  # bad arguments, URL or config: say what to fix, no traceback
+        print(f"pgdrill audit: error: {exc}", file=err)
         return EXIT_COULD_NOT_VERIFY
     now = datetime.now(timezone.utc)
     try:

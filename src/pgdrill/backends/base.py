@@ -59,7 +59,8 @@ class RecoveryOutcome:
     """WAL segment names the restore_command fetched, in order."""
     failed_step: str | None = None
     """Where a failed recovery stopped: ``preflight`` (backup/begin WAL checks), ``restore``
-    (the base backup could not be restored) or ``replay`` (PostgreSQL did not promote)."""
+    (the base backup could not be restored), ``replay`` (PostgreSQL did not promote) or ``timeout``
+    (pgdrill's own wait ran out: nothing is known, so it is could-not-verify, not a failure)."""
 
 
 @runtime_checkable

@@ -61,6 +61,10 @@ def check_target(backend: Backend, source: ClusterHandle, ledger: Ledger, owed_u
         if outcome.promoted:
             return DetectorOutcome("target", DetectorStatus.CLEAN, f"recovery reached {target} ({basis})", [],
                                    time.monotonic() - started)
+        if outcome.failed_step == "timeout":
+            # pgdrill's own wait ran out: nothing is known about the target.
+            return could_not("target", "the target-LSN recovery did not finish in time: "
+                             + "; ".join(outcome.fatal_lines[-2:]), started, **evidence)
         if any(TARGET_NOT_REACHED in line for line in outcome.fatal_lines):
             return DetectorOutcome("target", DetectorStatus.FINDINGS,
                                    f"PostgreSQL refused: target {target} not reachable", [Finding(

@@ -21,7 +21,7 @@ from pgdrill.detectors.ledger import check_ledger
 from pgdrill.detectors.target import check_target
 from pgdrill.drill.context import Disaster, DrillContext, Steps
 from pgdrill.drill.measures import PathMeasure, RtoClock, rpo_findings, rto_findings
-from pgdrill.errors import S3Error, UsageError
+from pgdrill.errors import PgdrillError, S3Error, UsageError
 from pgdrill.findings import (
     ARCHIVE_NOT_EMPTY,
     BACKUP_UNUSABLE,
@@ -47,6 +47,7 @@ def recover_and_verify(ctx: DrillContext, result: DrillResult, step: Steps, ledg
     # Each path has its own clock from the same disaster: a second path's RTO never holds the
     # first path's recovery (that time is harness for it).
     clock = copy.deepcopy(disaster.clock)
+    recovery: RecoveryOutcome | None = None
     with step(f"recover into {recovery_name}"):
         begun = time.monotonic()
         try:
@@ -57,10 +58,25 @@ def recover_and_verify(ctx: DrillContext, result: DrillResult, step: Steps, ledg
         except UsageError as exc:
             _refused(result, exc, backend, recovery_name)
             return None, None
-        clock.add_phases(recovery.phases, begun)
-        if not recovery.promoted and recovery.failed_step == "restore" and len(result.backups) > 1:
-            recovery = _fall_back(result, backend, source, recovery, target, step, clock)
-    _record_recovery(result, recovery, target, path)
+        except (PgdrillError, OSError) as exc:  # pgdrill could not start it: nothing is known about the backup
+            result.recovery = {**result.recovery, "path": path, "cluster": recovery_name, "promoted": False,
+                               "failed_step": "start", "error": str(exc)}
+            cause = f"{recovery_name} could not be started: {exc}"
+        else:
+            clock.add_phases(recovery.phases, begun)
+            if not recovery.promoted and recovery.failed_step == "restore" and len(result.backups) > 1:
+                recovery = _fall_back(result, backend, source, recovery, target, step, clock)
+            cause = _start_failure(recovery, recovery_name)
+            _record_recovery(result, recovery, target, path, failed=cause is None)
+    if cause is not None:
+        # Not the archive's fault and not PostgreSQL's verdict: every later detector would only
+        # measure a cluster that never started, so none runs and the drill cannot be verified.
+        result.add_detector(_could_not_run("recovery", cause))
+        if result.steps:
+            result.steps[-1]["status"] = "could not verify"
+        step.progress(f"[pgdrill {step.name}] COULD NOT VERIFY: {cause}")
+        return None, recovery
+    assert recovery is not None
     if recovery.promoted:
         step.progress(f"[pgdrill {step.name}] {recovery_name}: promoted, RTO {clock.total:.1f}s")
     else:
@@ -95,6 +111,29 @@ def recover_and_verify(ctx: DrillContext, result: DrillResult, step: Steps, ledg
                                      "acknowledged write(s) lost"))
     result.add_detector(_rto_detector(path, measure, recovery, config.targets.rto_seconds))
     return measure, recovery
+
+
+#: Server log lines of a postmaster that could not start at all (its port, its lock file, shared
+#: memory): the machine got in the way, the backup and its WAL were never tried.
+START_FAILURES = ("could not create any TCP/IP sockets", "Address already in use", "could not bind IPv",
+                  "could not create lock file", "could not create shared memory segment",
+                  "could not create semaphores", "could not create listen socket")
+
+
+def _start_failure(recovery: RecoveryOutcome, name: str) -> str | None:
+    """Why the recovery could not be verified (pgdrill's own timeout, a server that could not
+    start), or None: a genuine PostgreSQL failure (a FATAL in replay) stays RECOVERY_FAILED."""
+    if recovery.promoted:
+        return None
+    if recovery.failed_step == "timeout":
+        why = recovery.fatal_lines[-1] if recovery.fatal_lines else "pgdrill's wait for promotion timed out"
+        return f"{name}: {why}"
+    if recovery.failed_step == "replay":
+        hit = next((ln for ln in [*recovery.fatal_lines, *recovery.log_excerpt]
+                    if any(marker in ln for marker in START_FAILURES)), None)
+        if hit is not None:
+            return f"{name}: the server could not start (not a recovery failure): {hit.strip()}"
+    return None
 
 
 def _seconds(value: float | None) -> str:
@@ -160,7 +199,9 @@ def _fall_back(result: DrillResult, backend: Backend, source: ClusterHandle, fai
 
 
 def _record_recovery(result: DrillResult, recovery: RecoveryOutcome, target: RecoveryTarget | None,
-                     path: str) -> None:
+                     path: str, failed: bool = True) -> None:
+    """Record the recovery in ``result``; one that did not promote is RECOVERY_FAILED when
+    ``failed`` (PostgreSQL's verdict), else the caller records why it could not be verified."""
     result.recovery = {
         **result.recovery,
         "path": path,
@@ -175,7 +216,7 @@ def _record_recovery(result: DrillResult, recovery: RecoveryOutcome, target: Rec
         "log_excerpt": recovery.log_excerpt[-30:],
         "details": recovery.cluster.details if recovery.cluster else {},
     }
-    if not recovery.promoted:
+    if not recovery.promoted and failed:
         result.add_detector(DetectorOutcome("recovery", DetectorStatus.FINDINGS, "recovered cluster did not come up", [
             Finding(RECOVERY_FAILED, f"{result.recovery['cluster']} did not promote: "
                     + (recovery.fatal_lines[-1] if recovery.fatal_lines else "no error logged"),

@@ -106,8 +106,10 @@ class Scenario:
 
 def load_scenario(path: Path) -> Scenario:
     where = str(path)
+    text = strict.read_text(path, "scenario file", "give a scenario file such as scenarios/wal-gap.yaml"
+                     + (" (or --scenarios-dir for a folder)" if path.is_dir() else ""))
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -165,6 +167,10 @@ def check_ranges(lost_writes: int | list[int] | None, rpo_seconds: list[float] |
 
 
 def load_scenarios(directory: Path) -> list[Scenario]:
+    if not directory.is_dir():
+        raise ConfigError(f"scenarios directory {directory} "
+                          + ("is not a directory" if directory.exists() else "does not exist")
+                          + ": fix --scenarios-dir")
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise ConfigError(f"no scenarios (*.yaml) in {directory}")

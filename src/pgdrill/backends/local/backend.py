@@ -1,18 +1,20 @@
 """The local backend: real PostgreSQL, real barman-cloud, a real S3 server, no containers.
 
 Each run gets its own directory and its own S3 prefix (``<prefix>/<run id>``); pgdrill
-only ever deletes inside those.  Recovery (``recovery.py``) and the node-level faults
-(``replica.py``) are module functions over this class's public methods; the server-log
-filters they share are in ``serverlog.py``.
+only ever deletes inside those.  Everything the run starts, and the directory, temp dir,
+shared memory and sockets it leaves, is recorded in its ``RunScope`` (``pgdrill.cleanup``):
+``close`` releases all of it and checks by that record that nothing is left.  Recovery
+(``recovery.py``) and the node-level faults (``replica.py``) are module functions over this
+class's public methods; the server-log filters they share are in ``serverlog.py``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -26,9 +28,10 @@ from pgdrill.backends.local.barman import BarmanCloud, tools_dir
 from pgdrill.backends.local.nodes import Node
 from pgdrill.backends.local.postgres import Instance, pg_bin_dir
 from pgdrill.backends.local.recovery import choose_backup
-from pgdrill.backends.local.runas import OsUser
+from pgdrill.backends.local.runas import OsUser, deferred_interrupts
 from pgdrill.backends.local.seaweed import SeaweedServer
 from pgdrill.backends.naming import free_port, next_recovery_name
+from pgdrill.cleanup import SOCKET_PATH_MAX, RunScope
 from pgdrill.config import Config
 from pgdrill.errors import CouldNotVerify, S3Error, UsageError
 from pgdrill.postgres.wal import SegmentName
@@ -46,19 +49,23 @@ class LocalBackend:
         self.config = config
         self.run_id = run_id
         self.keep = keep
-        self.user = OsUser.for_postgres(config.local.os_user)
+        user = OsUser.for_postgres(config.local.os_user)
         parent = Path(config.local.workdir or tempfile.gettempdir())
-        # Short on purpose: barman-cloud's multiprocessing puts AF_UNIX sockets under TMPDIR
-        # (inside this directory), and socket paths over ~107 bytes fail with an EOFError.
         self.run_dir = parent / f"pgdrill-{hashlib.sha1(run_id.encode()).hexdigest()[:10]}"
-        if self.run_dir.exists():
-            raise UsageError(f"run directory {self.run_dir} already exists; pick another run id")
-        self.run_dir.mkdir(parents=True, mode=0o755)
-        self.run_dir.chmod(0o755)  # the PostgreSQL user must be able to traverse it
+        try:
+            self.scope = RunScope.create(self.run_dir, user.uid)
+        except FileExistsError:
+            raise UsageError(f"run directory {self.run_dir} already exists; pick another run id") from None
+        self.user = dataclasses.replace(user, scope=self.scope)
+        self.leftovers: list[str] = []
+        """What ``close`` found still there after releasing the run (empty: nothing)."""
         self._clusters: dict[str, Node] = {}
         self._seaweed: SeaweedServer | None = None
         self._closed = False
         try:
+            # AF_UNIX sockets (barman-cloud's multiprocessing under TMPDIR, PostgreSQL's, weed's)
+            # go to a short private dir: paths over 107 bytes fail, whatever the work dir is.
+            self.tmp_dir = self.scope.make_tmp(self.user.uid, self.user.gid)
             self._setup_s3()
             self._env = self._postgres_environment()
             self._check_tools()
@@ -71,7 +78,8 @@ class LocalBackend:
     def _setup_s3(self) -> None:
         s3 = self.config.s3
         if s3.mode == "embedded":
-            self._seaweed = SeaweedServer(self.run_dir / "s3", bucket=s3.bucket)
+            self._seaweed = SeaweedServer(self.run_dir / "s3", bucket=s3.bucket, scope=self.scope,
+                                          socket_dir=self.tmp_dir)
             self._seaweed.directory.mkdir(mode=0o700)
             self._seaweed.start()
             self.endpoint_url: str | None = self._seaweed.endpoint_url
@@ -89,11 +97,11 @@ class LocalBackend:
                                   tools_dir())
 
     def _postgres_environment(self) -> dict[str, str]:
-        tmp = self.user.own(self.run_dir / "tmp", 0o700)
+        home = self.user.own(self.run_dir / "tmp", 0o700)
         path = os.pathsep.join([str(pg_bin_dir()), str(tools_dir()),
                                 "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
-        env = {"PATH": path, "HOME": str(tmp), "TMPDIR": str(tmp), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-               "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {"PATH": path, "HOME": str(home), "TMPDIR": str(self.tmp_dir), "LANG": "C.UTF-8",
+               "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
         env.update(self.credentials.as_environment())
         return env
 
@@ -144,7 +152,7 @@ class LocalBackend:
         versions = {}
         for key, argv in (("postgresql", [str(pg_bin_dir() / "postgres"), "--version"]),
                           ("barman", [str(tools_dir() / "barman-cloud-backup"), "--version"])):
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            out = self.scope.run(argv, timeout=60)
             versions[key] = (out.stdout or out.stderr).strip().split()[-1] if (out.stdout or out.stderr) else "unknown"
         versions["s3"] = self._seaweed.version() if self._seaweed else f"external {self.endpoint_url}"
         return versions
@@ -159,8 +167,13 @@ class LocalBackend:
     def new_instance(self, name: str) -> Instance:
         """A not yet initialised instance in its own directory, on a free port."""
         base = self.user.own(self.run_dir / name, 0o700)
+        port = free_port()
+        # Its unix socket lives in the run's short temp dir (".s.PGSQL.<port>.lock" under it).
+        sockets = self.tmp_dir / name
+        if len(str(sockets)) + len(f"/.s.PGSQL.{port}.lock") > SOCKET_PATH_MAX:
+            sockets = self.tmp_dir / f"node-{port}"
         return Instance(
-            name=name, pgdata=base / "pgdata", port=free_port(), socket_dir=self.user.own(base / "sock", 0o700),
+            name=name, pgdata=base / "pgdata", port=port, socket_dir=self.user.own(sockets, 0o700),
             log_file=base / "postgres.log", user=self.user, env=self._env, cwd=base,
         )
 
@@ -241,10 +254,10 @@ class LocalBackend:
     def run_script(self, cluster: ClusterHandle, script: str, dbname: str = "postgres") -> None:
         """Through psql, so scripts may hold statements that refuse a transaction block."""
         instance = self.node(cluster)
-        result = subprocess.run(
+        result = self.scope.run(
             [str(pg_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
              "-p", str(instance.port), "-U", "postgres", "-d", dbname, "-f", "-"],
-            input=script, capture_output=True, text=True, timeout=600, env=self._env)
+            input=script, timeout=600, env=self._env)
         if result.returncode != 0:
             raise CouldNotVerify(f"{cluster.name}: SQL script failed in {dbname!r}: "
                                  f"{result.stderr.strip().splitlines()[-1:] or result.returncode}")
@@ -307,25 +320,37 @@ class LocalBackend:
         entry = self._clusters.pop(cluster.name, None)
         if entry is None:
             return
+        entry.instance.track()
         entry.instance.stop("immediate")
         shutil.rmtree(self.run_dir / cluster.name, ignore_errors=True)
+        shutil.rmtree(entry.instance.socket_dir, ignore_errors=True)
 
     def close(self) -> None:
+        """Release the run (unless ``keep``): every process group it started, whole (SIGQUIT
+        to postmasters, SIGTERM, then SIGKILL), the shared memory killed postmasters left, the
+        sockets, the temp and run directories; then check by the record (``leftovers``)."""
         if self._closed:
             return
         self._closed = True
-        for entry in list(self._clusters.values()):
-            try:
-                entry.instance.stop("immediate") if not self.keep else None
-            except Exception as exc:  # keep releasing the rest
-                log.warning("could not stop %s: %s", entry.handle.name, exc)
-        if self._seaweed is not None and not self.keep:
-            self._seaweed.stop()
-        if not self.keep:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self.keep:
+            self.scope.kept = True
+            return
+        with deferred_interrupts():
+            for entry in list(self._clusters.values()):
+                try:
+                    entry.instance.track()  # a postmaster whose start was interrupted, its segment
+                except Exception as exc:  # keep releasing the rest
+                    log.warning("could not read %s's postmaster.pid: %s", entry.handle.name, exc)
+            released = self.scope.release()
+            if self._seaweed is not None:
+                self._seaweed.stop()  # already stopped: reaps it, removes stale sockets
+            self.leftovers = released.left
+            if self.leftovers:
+                log.warning("left after releasing run %s: %s", self.run_id, "; ".join(self.leftovers))
 
     def keep_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"run_dir": str(self.run_dir), "destination": self._destination.url,
+        info: dict[str, Any] = {"run_dir": str(self.run_dir), "socket_dir": str(self.tmp_dir),
+                                "destination": self._destination.url,
                                 "endpoint_url": self.endpoint_url,
                                 "clusters": {n: c.handle.details for n, c in self._clusters.items()}}
         return info

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 
-from pgdrill.backends.local.runas import OsUser
+from pgdrill.backends.local.runas import OsUser, running
 from pgdrill.errors import CouldNotVerify, UsageError
 
 
@@ -98,10 +98,43 @@ class Instance:
     def start(self) -> None:
         """Start without waiting: ``pg_ctl -w`` returns 0 even for a recovery that dies a second
         later, so callers poll ``wait_ready``/``wait_promoted`` instead."""
-        result = self.user.run([self._pg("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file),
-                                "-W", "start"], self.env, self.cwd, timeout=60)
+        previous = self._lock_file()[0]
+        try:
+            result = self.user.run([self._pg("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file),
+                                    "-W", "start"], self.env, self.cwd, timeout=60)
+        finally:
+            # pg_ctl daemonizes the postmaster into a session of its own: record that group.
+            self.track(previous, wait=0.5)
         if result.returncode != 0:
             raise CouldNotVerify(f"pg_ctl start failed for {self.name}: {result.stderr.strip()}")
+
+    def _lock_file(self) -> tuple[int | None, tuple[int, int] | None]:
+        """The postmaster's pid and its SysV segment (line 7: "shmkey shmid") from postmaster.pid."""
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+            pid = int(lines[0])
+        except (OSError, IndexError, ValueError):
+            return None, None
+        try:
+            key, shmid = (int(v) for v in lines[6].split())
+            return pid, (key, shmid)
+        except (IndexError, ValueError):
+            return pid, None
+
+    def track(self, previous: int | None = None, wait: float = 0.0) -> int | None:
+        """Record the running postmaster (not ``previous``) in the run's process groups, as a
+        group stopped by SIGQUIT (immediate shutdown), and its shared-memory segment."""
+        deadline = time.monotonic() + wait
+        while True:
+            pid, shm = self._lock_file()
+            if pid is not None and pid != previous and running(pid):
+                self.user.scope.add_group(pid, f"postmaster {self.name}", signal.SIGQUIT)
+                if shm is not None:
+                    self.user.scope.add_shm(*shm)
+                return pid
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
 
     def postmaster_pid(self) -> int | None:
         try:
@@ -130,7 +163,8 @@ class Instance:
             try:
                 with self.connect() as conn:
                     conn.execute("SELECT 1")
-                    return
+                self.track()  # its shared-memory segment is in postmaster.pid by now
+                return
             except psycopg.OperationalError:
                 if not self.alive() and time.monotonic() > deadline - timeout + 2:
                     raise CouldNotVerify(f"{self.name} did not start: {' | '.join(self.log_tail(5))}") from None
@@ -157,6 +191,7 @@ class Instance:
         pid = self.postmaster_pid()
         if pid is None:
             return
+        self.track()  # the segment it leaves behind is removed when the run is released
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and _running(pid):
@@ -168,8 +203,4 @@ class Instance:
 
 def _running(pid: int) -> bool:
     """True while ``pid`` runs; a zombie (killed, not yet reaped by its parent) counts as gone."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError, ProcessLookupError):
-        return False
-    return state not in ("Z", "X")
+    return running(pid)

@@ -133,10 +133,15 @@ def _await_promotion(instance: Instance, handle: ClusterHandle, backup_id: str,
         except psycopg.OperationalError:
             pass
         time.sleep(0.1)
+    # pgdrill's own deadline, not PostgreSQL's verdict: "timeout" (could not verify), not a failed replay.
+    settle = time.monotonic() + 5  # pg_ctl -W returns before postmaster.pid exists: let it appear to stop it
+    while not instance.alive() and time.monotonic() < settle and time.monotonic() - begun < 5:
+        time.sleep(0.1)
     lines = instance.log_lines()
     instance.stop("immediate")
-    return RecoveryOutcome(handle, False, backup_id, failed_step="replay",
-                           fatal_lines=[f"recovery did not finish within {timeout:.0f}s (local.startup_timeout_seconds)"],
+    return RecoveryOutcome(handle, False, backup_id, failed_step="timeout",
+                           fatal_lines=[*fatal(lines)[-3:], (f"pgdrill stopped waiting: the recovery did not "
+                                        f"promote within {timeout:g}s (local.startup_timeout_seconds)")],
                            log_excerpt=lines[-30:], restored_segments=restored_segments(lines))
 
 

@@ -3,6 +3,12 @@
 Every port is chosen free at start and bound to 127.0.0.1 (``weed mini`` otherwise binds
 0.0.0.0 and advertises the host address).  Credentials are generated per run and written
 only to the identities file (mode 0600) inside the server's own directory.
+
+Nothing lands in /tmp: logs go to ``<directory>/log`` (``-logdir``; without it weed writes
+``/tmp/weed.*`` and its rotation deletes other weed logs there), the S3 and filer sockets to
+``socket_dir`` (short: AF_UNIX paths are limited to 107 bytes).  The gRPC sockets weed always
+puts in ``/tmp/seaweedfs-<svc>-grpc-<port>.sock`` are removed by weed on SIGTERM; ``stop``
+removes any it left (SIGKILL), by this server's ports only.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgdrill.archive.store import ObjectStore, S3Credentials
+from pgdrill.backends.local.runas import ProcessGroups
 from pgdrill.backends.naming import free_port
 from pgdrill.errors import CouldNotVerify, UsageError
 
@@ -55,10 +63,16 @@ class SeaweedServer:
     bucket: str = "backups"
     read_only_identity: bool = True
     """Also create a List/Read-only identity (for proving audit never writes)."""
+    scope: ProcessGroups = field(default_factory=ProcessGroups)
+    """Where its process group and ports are recorded (a backend's ``RunScope``)."""
+    socket_dir: Path | None = None
+    """Short directory for its unix sockets; default: its own ``/tmp/pgd-*``, removed at stop."""
     admin: Identity = field(init=False)
     reader: Identity = field(init=False)
     ports: dict[str, int] = field(init=False, default_factory=dict)
     _process: subprocess.Popen[bytes] | None = field(init=False, default=None)
+    _own_socket_dir: Path | None = field(init=False, default=None)
+    _started_at: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self.admin = Identity("pgdrill-admin", _random_credentials())
@@ -90,18 +104,33 @@ class SeaweedServer:
         config.chmod(0o600)
         if not self.ports:
             self.ports = {name: free_port() for name in _PORTS}
-        argv = [str(weed_binary()), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                f"-s3.config={config}", "-admin.ui=false", "-webdav=false",
-                "-s3.port.iceberg=0", "-s3.port.lance=0"]
+            self.scope.add_ports(list(self.ports.values()))
+        sockets = self._sockets()
+        logdir = self.directory / "log"
+        logdir.mkdir(exist_ok=True)
+        argv = [str(weed_binary()), f"-logdir={logdir}", "mini", f"-dir={data}", "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1", f"-s3.config={config}", "-admin.ui=false", "-webdav=false",
+                "-s3.port.iceberg=0", "-s3.port.lance=0",
+                f"-s3.localSocket={sockets / 's3.sock'}", f"-filer.localSocket={sockets / 'filer.sock'}"]
         argv += [f"-{name}={port}" for name, port in self.ports.items()]
         log = self.log_path.open("ab")
+        self._started_at = self._started_at or time.time()
         # Own session: Ctrl-C in the terminal must not kill the S3 server before the
         # drill's cleanup has read what it needs; pgdrill stops it explicitly.
-        self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=self.directory, start_new_session=True)
-        log.close()
+        try:
+            self._process = self.scope.spawn(argv, "weed mini", stdout=log, stderr=subprocess.STDOUT,
+                                             cwd=self.directory)
+        finally:
+            log.close()
         self._wait_ready(timeout)
         return self
+
+    def _sockets(self) -> Path:
+        if self.socket_dir is not None:
+            return self.socket_dir
+        if self._own_socket_dir is None:
+            self._own_socket_dir = Path(tempfile.mkdtemp(prefix="pgd-", dir="/tmp"))
+        return self._own_socket_dir
 
     def _wait_ready(self, timeout: float) -> None:
         import botocore.exceptions
@@ -111,7 +140,9 @@ class SeaweedServer:
         last_error = ""
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
-                tail = self.log_path.read_text(errors="replace").splitlines()[-5:]
+                lines = self.log_path.read_text(errors="replace").splitlines()
+                # A Go panic's cause is its first line, not the goroutine dump after it.
+                tail = [ln for ln in lines if ln.startswith(("panic:", "F1", "F0"))][:2] or lines[-5:]
                 raise CouldNotVerify(f"SeaweedFS exited with code {self._process.returncode}: {' | '.join(tail)}")
             try:
                 store._client.head_bucket(Bucket=self.bucket)
@@ -134,22 +165,29 @@ class SeaweedServer:
                              f"see {self.log_path}")
 
     def stop(self) -> None:
+        """SIGTERM (weed then removes its /tmp sockets), SIGKILL after 10 s; then the sockets a
+        killed weed left, and its own socket dir."""
+        from pgdrill.cleanup import remove_stale_sockets
+
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        remove_stale_sockets(list(self.ports.values()), self._started_at)
+        if self._own_socket_dir is not None:
+            shutil.rmtree(self._own_socket_dir, ignore_errors=True)
+            self._own_socket_dir = None
 
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
     def version(self) -> str:
-        out = subprocess.run([str(weed_binary()), "version"], capture_output=True, text=True, timeout=30)
+        out = self.scope.run([str(weed_binary()), "version"], timeout=30)
         return out.stdout.strip().splitlines()[0] if out.stdout.strip() else "unknown"
 
     def __enter__(self) -> SeaweedServer:
