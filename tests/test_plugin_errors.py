@@ -94,14 +94,15 @@ def test_checked_after(record_drill):
     assert on_disk["verdict"] == "failed"
 
 
-def test_sigterm_under_pytest_is_an_error_too(tmp_path):
-    proc, results = _inner_session(tmp_path, '''
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_under_pytest_is_an_error_too(tmp_path, signame):
+    proc, results = _inner_session(tmp_path, f'''
 import os, signal
 import pytest
 
 @pytest.mark.drill
 def test_terminated(pgdrill_run):
-    os.kill(os.getpid(), signal.SIGTERM)
+    os.kill(os.getpid(), signal.{signame})
 ''')
     assert proc.returncode == 2, proc.stdout + proc.stderr
     (drill,) = results["drills"]

@@ -223,11 +223,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     try:
         _SESSION_CONFIG["sigterm"] = signal.signal(signal.SIGTERM, as_interrupt)  # type: ignore[assignment]
+        _SESSION_CONFIG["sighup"] = signal.signal(signal.SIGHUP, as_interrupt)  # type: ignore[assignment]
     except ValueError:  # not the main thread (pytest run from a thread): leave signals alone
         pass
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    hangup = _SESSION_CONFIG.pop("sighup", None)
+    if hangup is not None:
+        import signal
+
+        signal.signal(signal.SIGHUP, hangup)  # type: ignore[arg-type]
     previous = _SESSION_CONFIG.pop("sigterm", None)
     if previous is not None:
         import signal
