@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import hashlib
 import json
 import logging
 import os
 import socket
-import sys
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -172,34 +170,3 @@ def _user() -> str:
         return str(os.getuid())
 
 
-def report_main(argv: list[str]) -> int:
-    """``pgdrill report <results.json>...``: re-render reports. 0 ok, 1 a file failed, 2 usage."""
-    parser = argparse.ArgumentParser(
-        prog="pgdrill report",
-        description="Re-render report.html, junit.xml, results.json.sha256 and the history line "
-                    "of drill runs from their results.json.")
-    parser.add_argument("results", nargs="+", type=Path, metavar="results.json",
-                        help="a run's results.json (reports/<run id>/results.json), or its folder")
-    parser.add_argument("--rto-growth-threshold", type=float, default=DEFAULT_RTO_GROWTH, metavar="FRACTION",
-                        help="flag RTO growth above this fraction against the last good run (default 0.2)")
-    parser.add_argument("--no-history", action="store_true",
-                        help="do not read or append reports/history.jsonl")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse exits; the CLI wants a return code
-        return int(exc.code or 0)
-    status = 0
-    for path in args.results:
-        target = path / "results.json" if path.is_dir() else path
-        try:
-            written = render_run(target, rto_growth_threshold=args.rto_growth_threshold,
-                                 history=not args.no_history)
-        except (OSError, ValueError) as exc:
-            print(f"pgdrill report: {target}: {exc}", file=sys.stderr)
-            status = 1
-            continue
-        problems = schema_errors(json.loads(target.read_bytes()))
-        for problem in problems:
-            print(f"pgdrill report: {target}: warning: schema: {problem}", file=sys.stderr)
-        print(f"{target}: " + ", ".join(f"{kind} {p}" for kind, p in written.items()))
-    return status
