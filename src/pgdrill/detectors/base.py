@@ -9,11 +9,12 @@ from pgdrill.findings import COULD_NOT_VERIFY, Finding
 from pgdrill.results import DetectorOutcome, DetectorStatus
 
 
-def could_not(name: str, why: str, started: float, **evidence: Any) -> DetectorOutcome:
-    """The detector ``name`` could not run: never clean, always with a COULD_NOT_VERIFY finding."""
+def could_not(name: str, why: str, started: float | None = None, **evidence: Any) -> DetectorOutcome:
+    """The detector ``name`` could not run: never clean, always with a COULD_NOT_VERIFY finding.
+    ``started``: when it began (``time.monotonic()``), or None when it never began."""
     return DetectorOutcome(name, DetectorStatus.COULD_NOT_VERIFY, why,
                            [Finding(COULD_NOT_VERIFY, f"{name}: {why}", name, evidence=evidence)],
-                           time.monotonic() - started)
+                           time.monotonic() - started if started else 0.0)
 
 
 def id_ranges(ids: list[int]) -> str:

@@ -23,6 +23,7 @@ from pgdrill.backends.base import (
     IntegrityTools,
     IntegrityToolsProvider,
 )
+from pgdrill.detectors.base import could_not
 from pgdrill.detectors.digest import DigestSet
 from pgdrill.detectors.digest_compare import TableComparison, compare
 from pgdrill.detectors.digest_sql import record
@@ -78,7 +79,7 @@ def check_integrity(backend: Backend, cluster: ClusterHandle | None, database: s
     if cluster is None or tools is None:
         why = ("the recovered cluster never came up" if cluster is None
                else f"backend {backend.name!r} has no integrity tools (pg_checksums/pg_amcheck access) yet")
-        return IntegrityCheck([_could_not("physical", why)] + ([_could_not("content", why)] if compare_content else []),
+        return IntegrityCheck([could_not("physical", why)] + ([could_not("content", why)] if compare_content else []),
                               {"relations": [], "physical": {}, "content": {}})
     physical = check_physical(tools, cluster)
     if not compare_content:
@@ -91,9 +92,9 @@ def check_content(tools: IntegrityTools, cluster: ClusterHandle, database: str, 
                   physical: PhysicalCheck | None = None) -> tuple[DetectorOutcome, list[TableComparison]]:
     started = time.monotonic()
     if expected is None:
-        return _could_not("content", "no content digests were recorded on the source", started), []
+        return could_not("content", "no content digests were recorded on the source", started), []
     if expected.error:
-        return _could_not("content", expected.error, started), []
+        return could_not("content", expected.error, started), []
     # Indexes amcheck did not vouch for are not used to order rows (see digest_sql.scan_settings).
     if physical is not None and physical.amcheck_ran:
         avoid = set(physical.suspect_tables)
@@ -157,8 +158,3 @@ def build_report(physical: PhysicalCheck, comparisons: list[TableComparison], co
                     "skipped": [{"table": u.table, "reason": u.reason} for u in expected.skipped] if expected else []},
     }
 
-
-def _could_not(name: str, why: str, started: float | None = None) -> DetectorOutcome:
-    return DetectorOutcome(name, DetectorStatus.COULD_NOT_VERIFY, why,
-                           [Finding(COULD_NOT_VERIFY, f"{name}: {why}", name)],
-                           time.monotonic() - started if started else 0.0)
