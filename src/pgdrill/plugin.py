@@ -40,6 +40,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="keep clusters, S3 data and directories of each drill for inspection; prints where")
     group.addoption("--pgdrill-config", default=None, help="pgdrill TOML config file (strict)")
     group.addoption("--reports-dir", default=None, help="where drill reports go (default: reports/)")
+    group.addoption("--pgdrill-metrics-textfile", default=None, metavar="PATH",
+                    help="also write the run's Prometheus metrics (docs/metrics.md) to this .prom file, "
+                         "e.g. node-exporter's textfile directory")
+    group.addoption("--pgdrill-pushgateway", default=None, metavar="URL",
+                    help="also push the run's metrics to this Pushgateway (group: job pgdrill-drills, "
+                         "backend; or a URL ending in /metrics/job/NAME[/LABEL/VALUE]...)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -60,6 +66,10 @@ def pgdrill_config(request: pytest.FixtureRequest) -> Config:
     config = replace(config, backend=backend or config.backend, reports_dir=reports or config.reports_dir)
     try:  # before any drill starts a server: its results would have nowhere to go
         check_writable_dir(Path(config.reports_dir), "fix --reports-dir or reports_dir in the config")
+        from pgdrill.reports.metrics import check_destinations
+
+        check_destinations(request.config.getoption("--pgdrill-metrics-textfile"),
+                           request.config.getoption("--pgdrill-pushgateway"))
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     return config
@@ -73,14 +83,41 @@ def pgdrill_run(request: pytest.FixtureRequest, pgdrill_config: Config) -> Run:
 
 
 @pytest.fixture
-def run_drill(request: pytest.FixtureRequest, pgdrill_config: Config, pgdrill_run: Run,
-              drill_backend: Callable[[str], Backend],
+def pgdrill_s3_mode() -> str | None:
+    """The local backend's S3 server for this drill (an ``s3.mode``); None: the config's.
+
+    Parametrise it to run a drill again on another S3 implementation (``drills/test_scenarios.py``
+    runs the smoke tier on ``"moto"`` too): the drill is then named ``<name>-<mode>``."""
+    return None
+
+
+@pytest.fixture
+def drill_config(pgdrill_config: Config, pgdrill_s3_mode: str | None) -> Config:
+    """``pgdrill_config`` with this drill's S3 server (``pgdrill_s3_mode``)."""
+    if pgdrill_s3_mode is None or pgdrill_s3_mode == pgdrill_config.s3.mode:
+        return pgdrill_config
+    if pgdrill_config.backend != "local" or pgdrill_config.s3.mode == "external":
+        # The variant varies the S3 server pgdrill starts locally; on kind/k8s or an external
+        # endpoint it does not exist (the same drill would run twice and prove nothing new).  A
+        # pytest skip, not a NOT RUN drill: nothing this run was asked to verify went unverified.
+        pytest.skip(f"the {pgdrill_s3_mode} S3 variant needs the local backend with an S3 server pgdrill starts "
+                    f"(this run: backend {pgdrill_config.backend}, s3.mode {pgdrill_config.s3.mode})")
+    return replace(pgdrill_config, s3=replace(pgdrill_config.s3, mode=pgdrill_s3_mode))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def run_drill(request: pytest.FixtureRequest, drill_config: Config, pgdrill_run: Run,
+              drill_backend: Callable[[str], Backend], pgdrill_s3_mode: str | None,
               record_drill: Callable[[DrillResult], Path]) -> Callable[[Scenario], DrillResult]:
     """Run a scenario on the configured backend; the backend is torn down after the test,
     also on failure and on Ctrl-C (unless ``--keep``)."""
     keep = bool(request.config.getoption("--keep"))
+    pgdrill_config = drill_config
 
     def run(scenario: Scenario) -> DrillResult:
+        if pgdrill_s3_mode is not None and pgdrill_s3_mode != "embedded":
+            # Its own name: its own run directory, S3 prefix, ledger and result file.
+            scenario = replace(scenario, name=f"{scenario.name}-{pgdrill_s3_mode}")
         backend = drill_backend(scenario.name)
         fixtures_dir = Path(scenario.source_file).resolve().parent.parent / "fixtures"
         try:
@@ -100,7 +137,7 @@ def run_drill(request: pytest.FixtureRequest, pgdrill_config: Config, pgdrill_ru
 
 
 @pytest.fixture
-def drill_backend(request: pytest.FixtureRequest, pgdrill_config: Config,
+def drill_backend(request: pytest.FixtureRequest, drill_config: Config,
                   pgdrill_run: Run) -> Iterator[Callable[[str], Backend]]:
     """For Python drills that data cannot express: ``backend = drill_backend("my-drill")``.
 
@@ -110,6 +147,7 @@ def drill_backend(request: pytest.FixtureRequest, pgdrill_config: Config,
     """
     keep = bool(request.config.getoption("--keep"))
     started: list[Backend] = []
+    pgdrill_config = drill_config
 
     def make(name: str) -> Backend:
         try:
@@ -243,6 +281,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if run is None or not (run.results or run.not_run):
         return
     path = run.write()
+    _publish_metrics(session, path)
     if run.backend == "kind":
         from pgdrill.backends.kubernetes.factory import close_kind_environments
 
@@ -255,6 +294,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print(f"\npgdrill: could not render the HTML/JUnit report for {path}: {exc}", file=sys.stderr)
 
 
+def _publish_metrics(session: pytest.Session, path: Path) -> None:
+    """metrics.prom beside results.json, and the requested textfile and Pushgateway.  Metrics that
+    could not be written or pushed make an otherwise green session fail: a drill result no alert
+    can see is what the metrics exist to prevent."""
+    from pgdrill.reports.metrics import publish
+
+    published = publish(path, textfile=session.config.getoption("--pgdrill-metrics-textfile"),
+                        pushgateway=session.config.getoption("--pgdrill-pushgateway"))
+    _SESSION_CONFIG["metrics"] = published
+    for error in published.errors:
+        print(f"\npgdrill: {error}", file=sys.stderr)
+    if published.errors and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     run = terminalreporter.config.stash.get(_RUN_KEY, None)
     if run is None or not (run.results or run.not_run):
@@ -265,3 +319,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for skipped in run.not_run:
         terminalreporter.write_line(f"{skipped['drill']}: NOT RUN | {skipped['reason']}")
     terminalreporter.write_line(f"overall: {run.overall().upper()}; reports: {run.folder}")
+    published = _SESSION_CONFIG.pop("metrics", None)
+    if published is not None:
+        written = getattr(published, "written", [])
+        terminalreporter.write_line("metrics: " + (", ".join(written) if written else "NOT written")
+                                    + "".join(f"; {error}" for error in getattr(published, "errors", [])))

@@ -170,6 +170,9 @@ def _round(value: float | None) -> float | None:
 def _path_figures(measure: dict[str, Any]) -> str:
     rto = (measure.get("rto") or {}).get("total_s")
     rpo = measure.get("rpo_seconds")
+    if measure.get("expected_writes") is None:  # a restore-test of a real archive: no ledger
+        return ((f"observed RPO {rpo:.1f}s" if isinstance(rpo, (int, float)) else "no ledger") + ", "
+                + (f"RTO {rto:.1f}s" if isinstance(rto, (int, float)) else "RTO n/a"))
     return (f"writes {measure.get('present_writes', '?')}/{measure.get('expected_writes', '?')}, "
             f"lost {measure.get('lost_writes', '?')}, "
             + (f"RPO {rpo:.1f}s" if isinstance(rpo, (int, float)) else "RPO n/a") + ", "

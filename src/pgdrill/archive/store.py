@@ -110,6 +110,9 @@ class S3Credentials:
     access_key_id: str = field(repr=False)
     secret_access_key: str = field(repr=False)
     region: str = "us-east-1"
+    session_token: str | None = field(default=None, repr=False)
+    env_names: str = "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+    """Where they came from (variable names, never values): error messages say what to fix."""
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> S3Credentials:
@@ -130,7 +133,7 @@ class S3Credentials:
         }
 
     def secrets(self) -> tuple[str, ...]:
-        return (self.access_key_id, self.secret_access_key)
+        return (self.access_key_id, self.secret_access_key) + ((self.session_token,) if self.session_token else ())
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,9 @@ class ObjectInfo:
     key: str
     size: int
     last_modified: datetime
+    etag: str | None = None
+    """The listing's ETag without its quotes: the MD5 of the body for a plain upload, not for a
+    multipart one (``<md5 of md5s>-<parts>``) nor under SSE-KMS/SSE-C."""
 
 
 def make_client(endpoint_url: str | None, credentials: S3Credentials) -> Any:
@@ -149,14 +155,19 @@ def make_client(endpoint_url: str | None, credentials: S3Credentials) -> Any:
         endpoint_url=endpoint_url,
         aws_access_key_id=credentials.access_key_id,
         aws_secret_access_key=credentials.secret_access_key,
+        aws_session_token=credentials.session_token,
         region_name=credentials.region,
         # Fail fast on a dead endpoint: a drill or an audit must say so in seconds.
         config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 2, "mode": "standard"}),
     )
 
 
-def describe_error(exc: BaseException, location: S3Location, endpoint_url: str | None) -> str:
-    """One line that says what went wrong and what to fix; never includes credentials."""
+def describe_error(exc: BaseException, location: S3Location, endpoint_url: str | None,
+                   env_names: str = "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") -> str:
+    """One line that says what went wrong and what to fix; never includes credentials.
+
+    :param env_names: the variables the credentials came from, named in the fix
+    """
     from botocore.exceptions import (
         ClientError,
         ConnectTimeoutError,
@@ -171,11 +182,11 @@ def describe_error(exc: BaseException, location: S3Location, endpoint_url: str |
     if isinstance(exc, ReadTimeoutError):
         return f"S3 endpoint timed out for {where}"
     if isinstance(exc, NoCredentialsError):
-        return "S3 credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        return f"S3 credentials missing: set {env_names.replace('/', ' and ')}"
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"):
-            return f"S3 rejected the credentials ({code}) for {where}: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+            return f"S3 rejected the credentials ({code}) for {where}: check {env_names}"
         if code in ("AccessDenied", "403", "Forbidden"):
             return f"S3 access denied for {where}: the credentials lack permission"
         if code in ("NoSuchBucket", "404") and not exc.response.get("Error", {}).get("Key"):
@@ -198,7 +209,8 @@ class ObjectStore:
         self._client = make_client(endpoint_url, credentials)
 
     def _fail(self, exc: BaseException, key: str = "") -> S3Error:
-        return S3Error(describe_error(exc, S3Location(self.bucket, key), self.endpoint_url))
+        return S3Error(describe_error(exc, S3Location(self.bucket, key), self.endpoint_url,
+                                      self.credentials.env_names))
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object under ``prefix`` (paginated ``list_objects_v2``, no per-object requests)."""
@@ -206,7 +218,9 @@ class ObjectStore:
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", ()):
-                    yield ObjectInfo(item["Key"], int(item["Size"]), item["LastModified"])
+                    etag = item.get("ETag")
+                    yield ObjectInfo(item["Key"], int(item["Size"]), item["LastModified"],
+                                     etag.strip('"') if etag else None)
         except Exception as exc:  # botocore raises a zoo of types; translate all of them
             raise self._fail(exc, prefix) from None
 

@@ -2,15 +2,17 @@
 
 No I/O here: ``run_audit`` reads (``pgdrill.archive.catalog.read_catalog``), ``analyze``
 decides, in three parts: WAL (``wal_checks``), base backups (``backup_checks``) and
-recoverability (``recoverability``), sharing one ``Context``.  Everything is linear in the
-number of listed objects (one index of segment runs per timeline, binary search per
-question), so 100,000 WAL objects cost less than listing them.
+recoverability (``recoverability``), sharing one ``Context``; it also measures growth and rate
+(``pgdrill.archive.growth``).  Everything is linear in the number of listed objects (one index
+of segment runs per timeline, binary search per question), so 100,000 WAL objects cost less
+than listing them.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from pgdrill.archive.growth import archive_growth
 from pgdrill.audit.backup_checks import audit_backups
 from pgdrill.audit.context import ArchiveMetadata, Context
 from pgdrill.audit.recoverability import audit_recoverability
@@ -48,4 +50,7 @@ def analyze(meta: ArchiveMetadata, thresholds: AuditThresholds, now: datetime, *
         consecutive_failures=backups.consecutive_failures,
         newest_completed=newest_done.backup_id if newest_done else None, backup_age_seconds=backups.backup_age,
         wal=wal, recoverability=recoverability,
+        # Growth judges nothing (no finding): it is figures for the table, the metrics and
+        # the restore test's RTO forecast, from the same listing.
+        growth=archive_growth(meta, now, thresholds.retention_days),
     )

@@ -1,16 +1,29 @@
-"""Renderings of an ``AuditReport``: terminal table, Prometheus textfile, exit code."""
+"""Renderings of an ``AuditReport``: terminal table, Prometheus metrics (textfile or
+Pushgateway, through prometheus_client), exit code."""
 
 from __future__ import annotations
 
 import math
 import os
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
+from prometheus_client import (
+    CollectorRegistry,
+    generate_latest,
+    push_to_gateway,
+    write_to_textfile,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import basic_auth_handler, default_handler
+
+from pgdrill.archive.growth import WalRate
 from pgdrill.audit import codes
 from pgdrill.audit.codes import AUDIT_CODES
 from pgdrill.audit.formatting import format_time, human_bytes, human_duration
 from pgdrill.audit.report import AuditReport
+from pgdrill.errors import UsageError
 from pgdrill.findings import Severity
 
 EXIT_HEALTHY, EXIT_ALERT, EXIT_COULD_NOT_VERIFY = 0, 1, 2
@@ -93,6 +106,7 @@ def render_table(report: AuditReport) -> str:
         + (", ".join(_gap(g) for g in w.gaps) if w.gaps else "none")
         + (f"; still uploading: {', '.join(_gap(g) for g in w.uploading)}" if w.uploading else ""),
     ]
+    lines += _growth_lines(report)
     r = report.recoverability
     if r is not None:
         window = (f"{format_time(r.earliest)} .. {format_time(r.latest)} (up to {r.latest_segment}, "
@@ -109,8 +123,39 @@ def render_table(report: AuditReport) -> str:
                 f"{format_time(p.start)} .. {format_time(p.end)}" for p in r.periods))
         if r.note:
             lines.append(f"  note: {r.note}")
+    if report.replica is not None:
+        lines += [""] + report.replica.summary_lines()
     lines += [""] + _findings(report)
     return "\n".join(lines) + "\n"
+
+
+def _growth_lines(report: AuditReport) -> list[str]:
+    """Two lines of docs/audit.md's "Growth and rate" figures."""
+    g = report.growth
+    if g is None:
+        return []
+
+    def per_hour(rate: WalRate) -> str:
+        if rate.segments_per_hour is None or rate.bytes_per_hour is None:
+            return f"n/a ({rate.window})"
+        return (f"{rate.segments_per_hour:.2f} segments/h, {human_bytes(round(rate.bytes_per_hour))}/h "
+                f"({rate.window})")
+
+    between, interval = "n/a (fewer than two completed backups)", ""
+    if g.intervals:
+        between = (f"median {human_bytes(round(g.wal_bytes_between_backups_median or 0))}, "
+                   f"max {human_bytes(g.wal_bytes_between_backups_max or 0)}")
+        interval = f" (median {human_duration(g.median_interval_seconds or 0)})"
+    projected = (f"{human_bytes(g.projected_bytes)} ({g.backups_kept} backups of "
+                 f"{human_bytes(g.backups[-1].stored_bytes)} + {human_bytes(g.projected_wal_bytes or 0)} of WAL)"
+                 if g.projected_bytes is not None and g.backups else "n/a")
+    return [
+        "",
+        f"Growth: WAL {'; '.join(per_hour(r) for r in g.rates)}; stored: base {human_bytes(g.stored_base_bytes)}, "
+        f"WAL {human_bytes(g.stored_wal_bytes)}",
+        f"  WAL per backup interval{interval}: {between}; projected at {g.retention_days:g}-day retention: "
+        f"{projected}",
+    ]
 
 
 def _findings(report: AuditReport) -> list[str]:
@@ -136,8 +181,14 @@ def _columns(rows: list[tuple[str, ...]]) -> list[str]:
 
 
 # -- Prometheus ----------------------------------------------------------------------------
+#
+# prometheus_client does all the exposition (escaping, number format, +Inf, the atomic
+# textfile, the Pushgateway protocol); this part only decides which samples exist.
 
-_HELP = {
+#: The Pushgateway job of ``--pushgateway`` (the grouping key adds ``server_name``).
+DEFAULT_PUSHGATEWAY_JOB = "pgdrill_audit"
+
+_DESCRIPTIONS = {
     "pgdrill_audit_success": "1 if the last audit could verify everything it checks, 0 if not (S3 or metadata error).",
     "pgdrill_audit_timestamp_seconds": "When the last audit ran (Unix time).",
     "pgdrill_audit_duration_seconds": "How long the last audit took.",
@@ -153,18 +204,115 @@ _HELP = {
     "pgdrill_recovery_window_start_timestamp_seconds": "Earliest point a recovery can reach (end of the oldest consistent backup).",
     "pgdrill_recovery_window_end_timestamp_seconds": "Latest point a recovery can reach without a hole (upload time of its last segment).",
     "pgdrill_retention_covered": "1 if every point of the retention window is recoverable.",
+    "pgdrill_wal_segments_per_hour": "Complete WAL segments uploaded per hour over the window (docs/audit.md, Growth and rate).",
+    "pgdrill_wal_bytes_per_hour": "Bytes of complete WAL segments uploaded per hour over the window.",
+    "pgdrill_wal_bytes_between_backups": "WAL bytes uploaded between consecutive completed base backups (median or max).",
+    "pgdrill_archive_stored_bytes": "Bytes stored in the archive now: base backups or WAL.",
+    "pgdrill_archive_projected_bytes": "Bytes the archive holds at the retention window in steady state.",
+    "pgdrill_replica_success": "1 if the replica bucket could be checked against the archive, 0 if not.",
+    "pgdrill_replica_lag_seconds": "How far the replica bucket is behind the archive.",
+    "pgdrill_replica_checked_objects": "Archive objects compared with the replica bucket.",
+    "pgdrill_replica_missing_objects": "Archive objects absent from the replica bucket.",
+    "pgdrill_replica_mismatched_objects": "Archive objects whose replica differs (size or checksum).",
 }
 
 
+class AuditCollector:
+    """The samples of one report, as a prometheus_client collector.
+
+    A custom collector rather than ``Gauge`` objects: a family exists only when a value was
+    measured, so a failed audit never shows stale or invented values (alert on
+    ``pgdrill_audit_success``), and one label set can be present while another is absent.
+    """
+
+    def __init__(self, report: AuditReport):
+        self.report = report
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []  # one collector per registry: no name clashes to check
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return _families(self.report)
+
+
+def audit_registry(report: AuditReport) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AuditCollector(report))
+    return registry
+
+
 def render_prometheus(report: AuditReport) -> str:
-    """node-exporter textfile format; value metrics are left out when they were not measured,
-    so a failed audit never shows stale or invented values (alert on pgdrill_audit_success)."""
-    base = {"server_name": report.server_name}
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    """Prometheus text format (what node-exporter's textfile collector and a Pushgateway read)."""
+    return generate_latest(audit_registry(report)).decode()
+
+
+def write_prometheus(report: AuditReport, path: str | os.PathLike[str]) -> Path:
+    """Write atomically: node-exporter must never read a half-written file.
+
+    ``write_to_textfile`` writes ``<path>.<pid>.<thread>`` and renames it over ``path``; that
+    temp name does not end in ``.prom``, so the textfile collector never picks it up.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_to_textfile(str(target), audit_registry(report))
+    return target
+
+
+def push_prometheus(report: AuditReport, gateway: str, job: str = DEFAULT_PUSHGATEWAY_JOB,
+                    timeout: float = 30.0) -> None:
+    """Push to a Pushgateway, grouped by ``job`` and ``server_name``.
+
+    PUT (``push_to_gateway``), not POST: it replaces the whole group, so a metric this audit
+    left out (not measured) disappears from the gateway instead of keeping an older value.
+
+    ``user:password@`` in the URL is sent as HTTP basic auth.
+
+    :raises OSError: the gateway is unreachable or answered an error (``urllib`` errors)
+    """
+    handler = default_handler
+    parts = urlsplit(gateway)
+    if parts.username is not None:
+        # urllib cannot take credentials from the URL: send them as basic auth instead.
+        user, password = unquote(parts.username), unquote(parts.password or "")
+        gateway = without_userinfo(gateway)
+
+        def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
+                    data: bytes) -> Callable[[], None]:
+            return basic_auth_handler(url, method, timeout, headers, data, user, password)
+
+    push_to_gateway(gateway, job, audit_registry(report),
+                    grouping_key={"server_name": report.server_name}, timeout=timeout, handler=handler)
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@``: what may be printed."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def check_pushgateway_url(text: str) -> str:
+    """``http(s)://host[:port][/path]``; a bare ``host:port`` means http, as for prometheus_client."""
+    url = text if "://" in text else "http://" + text
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise UsageError(f"--pushgateway {text!r}: the port is not a number") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise UsageError(f"--pushgateway {text!r}: expected http(s)://HOST[:PORT][/PATH]")
+    return url
+
+
+def _families(report: AuditReport) -> list[GaugeMetricFamily]:
+    families: dict[str, GaugeMetricFamily] = {}
 
     def add(name: str, value: float | None, **labels: str) -> None:
-        if value is not None:
-            samples.setdefault(name, []).append(({**base, **labels}, value))
+        if value is None:  # not measured: no sample at all
+            return
+        family = families.get(name)
+        if family is None:
+            family = families[name] = GaugeMetricFamily(name, _DESCRIPTIONS[name], labels=["server_name", *labels])
+        family.add_metric([report.server_name, *labels.values()], value)
 
     add("pgdrill_audit_success", 1.0 if report.verified else 0.0)
     add("pgdrill_audit_timestamp_seconds", report.audited_at.timestamp())
@@ -198,39 +346,36 @@ def render_prometheus(report: AuditReport) -> str:
         add("pgdrill_recovery_window_start_timestamp_seconds", r.earliest.timestamp() if r.earliest else None)
         add("pgdrill_recovery_window_end_timestamp_seconds", r.latest.timestamp() if r.latest else None)
         add("pgdrill_retention_covered", 1.0 if r.retention_covered else 0.0)
-    out: list[str] = []
-    for name, values in samples.items():
-        out += [f"# HELP {name} {_HELP[name]}", f"# TYPE {name} gauge"]
-        for labels, value in values:
-            rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-            out.append(f"{name}{{{rendered}}} {_number(value)}")
-    return "\n".join(out) + "\n"
+    g = report.growth
+    if g is not None:
+        for rate in g.rates:
+            add("pgdrill_wal_segments_per_hour", _rounded(rate.segments_per_hour), window=rate.window)
+        for rate in g.rates:
+            add("pgdrill_wal_bytes_per_hour", _rounded(rate.bytes_per_hour), window=rate.window)
+        add("pgdrill_wal_bytes_between_backups", _rounded(g.wal_bytes_between_backups_median), stat="median")
+        add("pgdrill_wal_bytes_between_backups", g.wal_bytes_between_backups_max, stat="max")
+        add("pgdrill_archive_stored_bytes", g.stored_base_bytes, kind="base")
+        add("pgdrill_archive_stored_bytes", g.stored_wal_bytes, kind="wal")
+        add("pgdrill_archive_projected_bytes", g.projected_bytes)
+    _replica(report, add)
+    return list(families.values())
 
 
-def write_prometheus(report: AuditReport, path: str | os.PathLike[str]) -> Path:
-    """Write atomically: node-exporter must never read a half-written file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # The temp name must not end in .prom, or the textfile collector could pick it up.
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(render_prometheus(report))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+def _replica(report: AuditReport, add: Callable[..., None]) -> None:
+    """The replica bucket's check, when the audit made one (``AuditReport.replica``)."""
+    replica = getattr(report, "replica", None)
+    if replica is None:
+        return
+    where = str(replica.location)
+    add("pgdrill_replica_success", 1.0 if replica.verified else 0.0, replica=where)
+    add("pgdrill_replica_lag_seconds", _rounded(replica.lag_seconds), replica=where)
+    # Counts of what was compared: with nothing compared and no verdict they are not measured
+    # (a 0 would claim "nothing missing"), like the audit's own value metrics.
+    if replica.verified or replica.checked_objects:
+        add("pgdrill_replica_checked_objects", replica.checked_objects, replica=where)
+        add("pgdrill_replica_missing_objects", replica.missing_objects, replica=where)
+        add("pgdrill_replica_mismatched_objects", replica.mismatched_objects, replica=where)
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

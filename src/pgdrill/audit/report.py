@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pgdrill.archive.continuity import Gap
+from pgdrill.archive.growth import ArchiveGrowth
 from pgdrill.audit.codes import UNVERIFIED_CODES
 from pgdrill.audit.thresholds import AuditThresholds
 from pgdrill.findings import Finding, Severity
+
+if TYPE_CHECKING:  # replica.py builds on this module; the report only holds its result
+    from pgdrill.audit.replica import ReplicaReport
 
 Grade = Literal[
     "pitr_capable",  # consistent, and every segment from its begin WAL to the newest WAL is there
@@ -166,6 +170,10 @@ class AuditReport:
     backup_age_seconds: float | None = None
     wal: WalAudit | None = None
     recoverability: Recoverability | None = None
+    growth: ArchiveGrowth | None = None
+    """Sizes, WAL rates and the storage projection (docs/audit.md, "Growth and rate")."""
+    replica: ReplicaReport | None = None
+    """The replica bucket's comparison with this archive (``--replica``; docs/audit.md, "Replica bucket")."""
     duration_seconds: float = 0.0
     notes: tuple[str, ...] = ()
 
@@ -209,6 +217,8 @@ class AuditReport:
             },
             "wal": None if self.wal is None else self.wal.to_dict(),
             "recoverability": None if self.recoverability is None else self.recoverability.to_dict(),
+            "growth": None if self.growth is None else self.growth.to_dict(),
+            "replica": None if self.replica is None else self.replica.to_dict(),
             "findings": [f.to_dict() for f in self.findings],
             "notes": list(self.notes),
         }

@@ -13,6 +13,12 @@ from pgdrill.archive.store import ObjectInfo, S3Location
 from pgdrill.audit import codes
 from pgdrill.audit.analyze import analyze
 from pgdrill.audit.context import DETECTOR
+from pgdrill.audit.replica import (
+    ListingRecorder,
+    ReplicaTarget,
+    audit_replica,
+    not_compared,
+)
 from pgdrill.audit.report import AuditReport
 from pgdrill.audit.thresholds import AuditThresholds
 from pgdrill.errors import S3Error
@@ -32,7 +38,7 @@ class ReadableStore(Protocol):
 
 
 def run_audit(location: S3Location, store: ReadableStore, thresholds: AuditThresholds,
-              now: datetime) -> AuditReport:
+              now: datetime, replica: ReplicaTarget | None = None) -> AuditReport:
     """Audit ``s3://<bucket>/<prefix>/<serverName>`` (``location``) through ``store``.
 
     ``read_catalog``: one paginated listing of ``<serverName>/`` gives every WAL name, size and
@@ -40,6 +46,8 @@ def run_audit(location: S3Location, store: ReadableStore, thresholds: AuditThres
     become findings (``S3_ACCESS_ERROR``, ``METADATA_UNREADABLE``), never exceptions.
 
     :param now: the audit's clock (timezone-aware), so ages are reproducible in tests
+    :param replica: also compare the replica bucket with this archive (``pgdrill.audit.replica``);
+        its findings join the report's, so the exit code follows them
     """
     started = time.monotonic()
     server_name = location.prefix.rsplit("/", 1)[-1]
@@ -49,10 +57,13 @@ def run_audit(location: S3Location, store: ReadableStore, thresholds: AuditThres
             f"{location.url} names no serverName: expected s3://<bucket>/<prefix>/<serverName>"), endpoint)
     # The trailing slash matters: "postgres-cluster" must not also list "postgres-cluster-v2".
     root = location.prefix + "/"
+    # With a replica the comparison needs the primary's listing (ETags included): recorded while
+    # read_catalog lists, never listed twice.
+    reader = ListingRecorder(store) if replica is not None else store
     try:
-        meta = read_catalog(store, root, server_name)
+        meta = read_catalog(reader, root, server_name)
     except S3Error as exc:
-        return replace(unverified_report(location, thresholds, now, str(exc), endpoint),
+        return replace(unverified_report(location, thresholds, now, str(exc), endpoint, replica),
                        duration_seconds=time.monotonic() - started)
 
     problems = [Finding(codes.METADATA_UNREADABLE, f"{p.key}: {p.reason}", DETECTOR, {"key": p.key})
@@ -64,15 +75,22 @@ def run_audit(location: S3Location, store: ReadableStore, thresholds: AuditThres
                  + (f"; serverNames next to it: {', '.join(siblings)} (wrong serverName?)" if siblings else ""),)
     report = analyze(meta, thresholds, now, location=location.url, endpoint_url=endpoint,
                      findings=tuple(problems))
+    if replica is not None and isinstance(reader, ListingRecorder):
+        checked, found = audit_replica(meta, reader.objects, report, replica, now)
+        report = replace(report, replica=checked, findings=report.findings + tuple(found))
     return replace(report, notes=notes, duration_seconds=time.monotonic() - started)
 
 
 def unverified_report(location: S3Location, thresholds: AuditThresholds, now: datetime, message: str,
-                      endpoint_url: str | None = None) -> AuditReport:
-    """The report of an audit that could not even list the bucket: exit 2, success 0."""
+                      endpoint_url: str | None = None, replica: ReplicaTarget | None = None) -> AuditReport:
+    """The report of an audit that could not even list the bucket: exit 2, success 0.
+
+    :param replica: the replica that was to be compared (reported as not compared)
+    """
     finding = Finding(codes.S3_ACCESS_ERROR, message, DETECTOR, {"location": location.url})
     return AuditReport(location.url, location.prefix.rsplit("/", 1)[-1], endpoint_url, now, thresholds,
-                       (finding,))
+                       (finding,), replica=None if replica is None else not_compared(
+                           replica, "the primary could not be read"))
 
 
 def _siblings(store: ReadableStore, location: S3Location) -> list[str]:

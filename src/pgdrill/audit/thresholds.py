@@ -6,11 +6,92 @@ file and key), so a typo in ``[audit]`` can never silently fall back to a defaul
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pgdrill import strict
-from pgdrill.errors import ConfigError
+from pgdrill.archive.store import S3Credentials, S3Location, check_endpoint_url
+from pgdrill.errors import ConfigError, UsageError
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_env_name(value: str, where: str) -> None:
+    """A credential option holds a variable's NAME.  The value is not echoed: whoever put the
+    secret itself there must not find it in a log line."""
+    if not _ENV_NAME.fullmatch(value):
+        raise ConfigError(f"{where} must name an environment variable (letters, digits and _, not starting "
+                          "with a digit), not hold the credential itself")
+
+
+@dataclass(frozen=True)
+class ReplicaSettings:
+    """``[audit.replica]``: the copy of the archive in another organisation's bucket (ADR 007's TODO),
+    read with its own credentials, named here by environment variable, never by value."""
+
+    location: str | None = None
+    """``s3://<bucket>/<prefix>/<serverName>`` of the replica; unset: no replica check."""
+    endpoint_url: str | None = None
+    region: str | None = None
+    """Default: AWS_DEFAULT_REGION / AWS_REGION, else us-east-1 (as for the primary)."""
+    access_key_id_env: str = "PGDRILL_REPLICA_AWS_ACCESS_KEY_ID"
+    secret_access_key_env: str = "PGDRILL_REPLICA_AWS_SECRET_ACCESS_KEY"
+    session_token_env: str | None = None
+    max_lag_minutes: float = 10.0
+    """ADR 007's WAL age limit: the replica may be as far behind the primary as the primary may be
+    behind PostgreSQL (docs/audit.md, "Replica bucket")."""
+    compare_etags: bool = True
+    """Compare MD5 ETags too (when both are one); false if a bucket uses SSE-KMS or SSE-C, whose
+    ETags are not the body's MD5."""
+
+    def __post_init__(self) -> None:
+        if self.max_lag_minutes <= 0:
+            raise ConfigError(f"audit.replica.max_lag_minutes must be > 0, got {self.max_lag_minutes!r}")
+        for name in ("access_key_id_env", "secret_access_key_env", "session_token_env"):
+            if getattr(self, name) is not None:
+                check_env_name(getattr(self, name), f"audit.replica.{name}")
+        try:
+            if self.location is not None:
+                replica_location(self.location, "audit.replica.location")
+            check_endpoint_url(self.endpoint_url, "audit.replica.endpoint_url")
+        except UsageError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @property
+    def max_lag_seconds(self) -> float:
+        return self.max_lag_minutes * 60
+
+    def credentials(self, environ: Mapping[str, str] | None = None) -> S3Credentials:
+        """The replica's credentials from the variables named; never the primary's AWS_* (the point
+        is a separate identity).  A missing variable is one ``UsageError`` line naming it."""
+        env = os.environ if environ is None else environ
+        names = {"access-key": ("access_key_id", self.access_key_id_env),
+                 "secret-key": ("secret_access_key", self.secret_access_key_env)}
+        if self.session_token_env:
+            names["session-token"] = ("session_token", self.session_token_env)
+        missing = [(option, key, var) for option, (key, var) in names.items() if not env.get(var)]
+        if missing:
+            raise UsageError(
+                "replica credentials missing: set " + " and ".join(var for _, _, var in missing)
+                + " in the environment (or name other variables with "
+                + ", ".join(f"--replica-{o}-env / audit.replica.{k}_env" for o, k, _ in missing) + ")")
+        region = self.region or env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or "us-east-1"
+        return S3Credentials(env[self.access_key_id_env], env[self.secret_access_key_env], region,
+                             env[self.session_token_env] if self.session_token_env else None,
+                             f"{self.access_key_id_env}/{self.secret_access_key_env}")
+
+
+def replica_location(url: str, where: str) -> S3Location:
+    try:
+        location = S3Location.parse(url)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    if not location.prefix.rsplit("/", 1)[-1]:
+        raise UsageError(f"{where} = {url!r} names no serverName: expected s3://<bucket>/<prefix>/<serverName>")
+    return location
 
 
 @dataclass(frozen=True)
@@ -37,6 +118,9 @@ class AuditThresholds:
     WARNING ``WAL_GAP_PENDING``, past it the CRITICAL ``WAL_GAP``.  One 16 MiB segment uploads in
     seconds on a healthy link and in about a minute at 2 Mbit/s; two minutes covers a slow link
     without letting a real hole stay silent (docs/audit.md)."""
+    replica: ReplicaSettings = field(default_factory=ReplicaSettings)
+    """``[audit.replica]``: where and how to read the replica bucket (not a threshold: left out of
+    ``to_dict``, shown in the report's ``replica`` part)."""
 
     def __post_init__(self) -> None:
         for name in ("backup_max_age_hours", "wal_max_age_minutes", "retention_days"):
@@ -66,7 +150,7 @@ class AuditThresholds:
         return self.retention_days * 86400
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "replica"}
 
 
 def load_thresholds(mapping: Any, where: str) -> AuditThresholds:

@@ -174,3 +174,27 @@ def name_allowed_loss(path: str, expect: Expectation) -> bool:
     """A ``complete`` drill may state a loss range for one path (async commits at a failover)."""
     spec = expect.paths.get(path)
     return spec is not None and spec.lost_writes is not None
+
+
+def judge_restore_test(result: DrillResult, rto_bound_seconds: float) -> tuple[Verdict, list[str]]:
+    """A restore-test of a real archive has no ledger and no planted fault: every warning or
+    critical finding is a verified problem of that archive (FAILED), an RTO above the bound too;
+    a check that could not run makes it COULD_NOT_VERIFY; otherwise PASSED."""
+    failures = sorted({f"{f.code}: {f.message}" for f in result.findings
+                       if f.severity in (Severity.WARNING, Severity.CRITICAL) and f.code != COULD_NOT_VERIFY})
+    unverified = [f"detector {d.name} could not run: {d.summary}" for d in result.detectors
+                  if d.status == DetectorStatus.COULD_NOT_VERIFY]
+    unverified += [f"detector {d.name} could not run part of its checks" for d in result.detectors
+                   if d.status != DetectorStatus.COULD_NOT_VERIFY and any(f.code == COULD_NOT_VERIFY for f in d.findings)]
+    total = result.rto.total
+    if result.recovery.get("promoted"):
+        if total is None:
+            unverified.append("RTO not measured")
+        elif total > rto_bound_seconds:
+            failures.append(f"RTO {total:.1f}s above the bound of {rto_bound_seconds:.0f}s")
+    if failures:
+        return Verdict.FAILED, failures
+    if unverified:
+        return Verdict.COULD_NOT_VERIFY, unverified
+    return Verdict.PASSED, [f"restored {result.recovery.get('backup_id')} to the end of the archive in "
+                            f"{total:.1f}s; every check passed"]

@@ -21,7 +21,10 @@ class LoseLatestBackupParams:
 def lose_latest_backup(ctx: FaultContext, params: LoseLatestBackupParams) -> FaultRecord:
     store = ctx.backend.store
     root = ctx.backend.destination.key(ctx.source.server_name, "base") + "/"
-    ids = sorted(p[len(root):].strip("/") for p in store.list_prefixes(root))
+    # Backups are the folders holding a backup.info, not every common prefix: SeaweedFS keeps an
+    # emptied folder (a backup deleted by retention or an earlier fault) as a prefix, moto and
+    # AWS do not, and a "newest backup" that is an empty folder would make this fault a no-op.
+    ids = sorted({o.key[len(root):].split("/", 1)[0] for o in store.list(root) if o.key.endswith("/backup.info")})
     if len(ids) < 2:
         raise UsageError("lose_latest_backup needs at least two base backups (workload.base_backups: 2)")
     newest = ids[-1]

@@ -50,6 +50,7 @@ HEAP_CORRUPTION = "HEAP_CORRUPTION"
 INDEX_CORRUPTION = "INDEX_CORRUPTION"
 CONTENT_MISMATCH = "CONTENT_MISMATCH"
 DATABASE_UNREACHABLE = "DATABASE_UNREACHABLE"
+USER_CHECK_FAILED = "USER_CHECK_FAILED"
 
 # -- pgdrill audit (the archive's health) --------------------------------------------
 
@@ -65,6 +66,13 @@ TIMELINE_HISTORY_MISSING = "TIMELINE_HISTORY_MISSING"
 RETENTION_NOT_COVERED = "RETENTION_NOT_COVERED"
 S3_ACCESS_ERROR = "S3_ACCESS_ERROR"
 METADATA_UNREADABLE = "METADATA_UNREADABLE"
+
+# -- pgdrill audit --replica (the copy in another organisation's bucket) --------------
+
+REPLICA_OBJECT_MISSING = "REPLICA_OBJECT_MISSING"
+REPLICA_OBJECT_MISMATCH = "REPLICA_OBJECT_MISMATCH"
+REPLICA_LAG = "REPLICA_LAG"
+REPLICA_ACCESS_ERROR = "REPLICA_ACCESS_ERROR"
 
 # -- Failover and crash restart ------------------------------------------------------
 
@@ -113,6 +121,9 @@ CODES: dict[str, FindingCode] = {c.code: c for c in (
     FindingCode(BACKUP_UNUSABLE, Severity.CRITICAL,
                 'A base backup listed as completed could not be restored',
         'Remove or re-take the damaged backup; recovery needs an older backup and longer WAL replay.'),
+    FindingCode(USER_CHECK_FAILED, Severity.CRITICAL,
+                "A restore-test's own check of the restored data failed (SQL expectation or a table missing)",
+        'Compare with production: the backup may predate the data, or the archive may end early.'),
     FindingCode(RETENTION_NOT_APPLIED, Severity.WARNING,
                 'The retention policy left backups or WAL it should have removed',
         "Check the ObjectStore retentionPolicy and the plugin's retention logs; storage grows unbounded."),
@@ -189,6 +200,24 @@ CODES: dict[str, FindingCode] = {c.code: c for c in (
     FindingCode(METADATA_UNREADABLE, Severity.CRITICAL,
                 'A backup.info or timeline history file could not be read or parsed',
         'Inspect the object named in the evidence; barman-cloud-restore cannot use it either.'),
+    FindingCode(REPLICA_OBJECT_MISSING, Severity.CRITICAL,
+                'The replica bucket lacks an object a recovery from it needs',
+        'A recovery from the replica alone stops there (or cannot start). Check the replication job '
+        '(its logs, its credentials, a lifecycle rule in the replica bucket) and copy the keys in the '
+        'evidence from the primary while they still exist there.'),
+    FindingCode(REPLICA_OBJECT_MISMATCH, Severity.CRITICAL,
+                'An object in the replica bucket differs from the primary (size or MD5 ETag)',
+        'The replica holds a damaged or different copy: a recovery from it fails or replays other WAL. '
+        'Copy the object again from the primary and find what changed it (a partial copy, another '
+        'writer in the replica bucket).'),
+    FindingCode(REPLICA_LAG, Severity.WARNING,
+                'The replica bucket is further behind the primary than the limit',
+        'The newest WAL only exists in the primary: losing the primary organisation now loses that '
+        'much more data. Check that the replication job runs and keeps up.'),
+    FindingCode(REPLICA_ACCESS_ERROR, Severity.CRITICAL,
+                'The replica bucket could not be read (endpoint, bucket, credentials or permissions)',
+        "Fix what the message names (the replica's own credentials come from the variables named by "
+        '--replica-access-key-env / --replica-secret-key-env); until then nothing about the replica is known.'),
     FindingCode(ARCHIVING_STALLED_AFTER_FAILOVER, Severity.CRITICAL,
                 'WAL archiving did not resume on the new timeline after a failover',
         "The promoted primary is not archiving to the cluster's serverName: every write since the "

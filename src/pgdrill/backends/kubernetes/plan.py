@@ -32,6 +32,8 @@ class DrillObjects:
     endpoint_url: str | None
     wal_compression: m.WalCompression | None = "gzip"
     data_compression: m.DataCompression | None = None
+    wal_max_parallel: int | None = None
+    """``wal.maxParallel`` of the ObjectStore (archive.wal_max_parallel); None: the plugin's 1."""
 
     def meta(self, name: str, namespaced: bool = True) -> m.Meta:
         return m.Meta(name, self.namespace if namespaced else None, self.run_id)
@@ -50,7 +52,8 @@ class DrillObjects:
 
     def object_store(self) -> m.ObjectStore:
         return m.ObjectStore(self.meta(STORE_NAME), self.destination_url.rstrip("/") + "/", SECRET_NAME,
-                             self.endpoint_url, self.wal_compression, self.data_compression)
+                             self.endpoint_url, self.wal_compression, self.data_compression,
+                             wal_max_parallel=self.wal_max_parallel)
 
     def source_cluster(self, name: str) -> m.Cluster:
         return m.Cluster(self.meta(name), m.InitdbBootstrap(), m.PluginArchiver(STORE_NAME, name),
@@ -106,6 +109,8 @@ def drill_objects(config: Any, run_id: str, namespace: str | None = None,
         endpoint_url=s3.endpoint_url if external else f"http://{MINIO_NAME}:9000",
         wal_compression=None if wal == "none" else wal,
         data_compression=None if data == "none" else data,
+        # Left out at 1, the plugin's default, so default manifests stay what they were.
+        wal_max_parallel=config.archive.wal_max_parallel if config.archive.wal_max_parallel > 1 else None,
     )
 
 

@@ -29,7 +29,7 @@ from pgdrill.backends.local.nodes import Node
 from pgdrill.backends.local.postgres import Instance, pg_bin_dir
 from pgdrill.backends.local.recovery import choose_backup
 from pgdrill.backends.local.runas import OsUser, deferred_interrupts
-from pgdrill.backends.local.seaweed import SeaweedServer
+from pgdrill.backends.local.s3servers import make_s3_server
 from pgdrill.backends.naming import free_port, next_recovery_name
 from pgdrill.cleanup import SOCKET_PATH_MAX, RunScope
 from pgdrill.config import Config
@@ -38,6 +38,7 @@ from pgdrill.postgres.wal import SegmentName
 
 if TYPE_CHECKING:
     from pgdrill.backends.local.integrity_tools import LocalIntegrityTools
+    from pgdrill.backends.local.s3servers import EmbeddedS3
 
 log = logging.getLogger("pgdrill.local")
 
@@ -60,7 +61,7 @@ class LocalBackend:
         self.leftovers: list[str] = []
         """What ``close`` found still there after releasing the run (empty: nothing)."""
         self._clusters: dict[str, Node] = {}
-        self._seaweed: SeaweedServer | None = None
+        self._s3_server: EmbeddedS3 | None = None
         self._closed = False
         try:
             # AF_UNIX sockets (barman-cloud's multiprocessing under TMPDIR, PostgreSQL's, weed's)
@@ -77,13 +78,13 @@ class LocalBackend:
 
     def _setup_s3(self) -> None:
         s3 = self.config.s3
-        if s3.mode == "embedded":
-            self._seaweed = SeaweedServer(self.run_dir / "s3", bucket=s3.bucket, scope=self.scope,
-                                          socket_dir=self.tmp_dir)
-            self._seaweed.directory.mkdir(mode=0o700)
-            self._seaweed.start()
-            self.endpoint_url: str | None = self._seaweed.endpoint_url
-            self.credentials = self._seaweed.admin.credentials
+        if s3.mode != "external":
+            # Assigned before it starts: close() must release what a failed start left.
+            self._s3_server = make_s3_server(s3, self.run_dir / "s3", self.scope, self.tmp_dir,
+                                             self.config.kubernetes.minio_image)
+            self._s3_server.start()
+            self.endpoint_url: str | None = self._s3_server.endpoint_url
+            self.credentials = self._s3_server.admin.credentials
         else:
             self.endpoint_url = s3.endpoint_url
             self.credentials = S3Credentials.from_environment()
@@ -94,7 +95,8 @@ class LocalBackend:
             raise UsageError(f"{self._destination.url} is not empty; pgdrill only writes to a fresh run prefix")
         self.barman = BarmanCloud(self._destination.url, self.endpoint_url,
                                   self.config.archive.wal_compression, self.config.archive.data_compression,
-                                  tools_dir())
+                                  tools_dir(), wal_max_parallel=self.config.archive.wal_max_parallel,
+                                  segment_size=self.config.archive.segment_size_mb * 1024 * 1024)
 
     def _postgres_environment(self) -> dict[str, str]:
         home = self.user.own(self.run_dir / "tmp", 0o700)
@@ -124,8 +126,8 @@ class LocalBackend:
         return self._store
 
     @property
-    def s3_server(self) -> SeaweedServer | None:
-        return self._seaweed
+    def s3_server(self) -> EmbeddedS3 | None:
+        return self._s3_server
 
     def apply_retention(self, server_name: str, policy: str) -> list[str]:
         """``barman-cloud-backup-delete -r <policy>`` on one of this run's serverNames (as the
@@ -139,14 +141,19 @@ class LocalBackend:
         return sorted(before - {b.backup_id for b in self.read_archive(server_name)[1]})
 
     def set_object_store_available(self, available: bool) -> None:
-        """The S3-outage fault: stop or restart the embedded S3 server (same ports, same data)."""
-        if self._seaweed is None:
-            raise UsageError("an S3 outage needs the embedded S3 server (s3.mode = 'embedded'); "
+        """The S3-outage fault: stop or restart the embedded S3 server (same ports, same data;
+        SeaweedFS and moto both keep it across stop/start)."""
+        if self._s3_server is None:
+            raise UsageError("an S3 outage needs the embedded S3 server (s3.mode = 'embedded' or 'moto'); "
                              "pgdrill never takes an external endpoint down")
+        if self.config.s3.mode == "minio":
+            # A testcontainers stop removes the container and its data: no outage to recover from.
+            raise UsageError("s3.mode = 'minio' cannot take MinIO down and bring it back (not implemented); "
+                             "run the s3-outage drill with s3.mode = 'embedded' or 'moto'")
         if available:
-            self._seaweed.start()
+            self._s3_server.start()
         else:
-            self._seaweed.stop()
+            self._s3_server.stop()
 
     def versions(self) -> dict[str, str]:
         versions = {}
@@ -154,7 +161,7 @@ class LocalBackend:
                           ("barman", [str(tools_dir() / "barman-cloud-backup"), "--version"])):
             out = self.scope.run(argv, timeout=60)
             versions[key] = (out.stdout or out.stderr).strip().split()[-1] if (out.stdout or out.stderr) else "unknown"
-        versions["s3"] = self._seaweed.version() if self._seaweed else f"external {self.endpoint_url}"
+        versions["s3"] = self._s3_server.version() if self._s3_server else f"external {self.endpoint_url}"
         return versions
 
     # -- nodes (what recovery.py, replica.py and integrity_tools.py build on) ----------
@@ -342,8 +349,10 @@ class LocalBackend:
                 except Exception as exc:  # keep releasing the rest
                     log.warning("could not read %s's postmaster.pid: %s", entry.handle.name, exc)
             released = self.scope.release()
-            if self._seaweed is not None:
-                self._seaweed.stop()  # already stopped: reaps it, removes stale sockets
+            if self._s3_server is not None:
+                # SeaweedFS: already stopped, this reaps it and removes stale sockets.  moto and
+                # MinIO hold data outside the run directory: close() releases it.
+                getattr(self._s3_server, "close", self._s3_server.stop)()
             self.leftovers = released.left
             if self.leftovers:
                 log.warning("left after releasing run %s: %s", self.run_id, "; ".join(self.leftovers))

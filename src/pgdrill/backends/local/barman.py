@@ -18,6 +18,8 @@ from pathlib import Path
 
 from pgdrill.errors import UsageError
 
+# The walfetch spool, relative to the data directory (PostgreSQL's working directory).
+WAL_RESTORE_SPOOL = "../wal-restore-spool"
 _COMPRESSION_FLAG = {"gzip": "--gzip", "bzip2": "--bzip2", "snappy": "--snappy", "lz4": "--lz4"}
 
 
@@ -39,6 +41,10 @@ class BarmanCloud:
     wal_compression: str = "gzip"
     data_compression: str = "none"
     bin_dir: Path | None = None
+    wal_max_parallel: int = 1
+    """The ObjectStore's ``wal.maxParallel``: > 1 makes ``restore_command`` the walfetch program."""
+    segment_size: int = 16 * 1024 * 1024
+    """The cluster's WAL segment size in bytes: walfetch computes the next segment names with it."""
 
     def _tool(self, name: str) -> str:
         return str((self.bin_dir or tools_dir()) / name)
@@ -84,6 +90,24 @@ class BarmanCloud:
         """The ``archive_command`` setting: PostgreSQL substitutes %p."""
         return " ".join(shlex.quote(a) for a in self.wal_archive(server_name, "__P__")).replace("__P__", "%p")
 
-    def restore_command(self, server_name: str) -> str:
-        argv = self.wal_restore(server_name, "__F__", "__P__")
+    def restore_command(self, server_name: str, spool_dir: str = WAL_RESTORE_SPOOL) -> str:
+        """The ``restore_command`` setting: PostgreSQL substitutes %f and %p.
+
+        With ``wal_max_parallel`` 1 it is the plain ``barman-cloud-wal-restore``, exactly what
+        drills have always run; above 1 it is ``walfetch`` (the plugin's parallel fetch) around
+        the same command.  ``spool_dir`` is relative to the data directory, where PostgreSQL runs
+        the command: the default puts it next to PGDATA, in the instance's private directory
+        (the plugin's is ``/controller/wal-restore-spool``, outside PGDATA too, so a later base
+        backup of the recovered cluster never carries prefetched WAL).
+        """
+        if self.wal_max_parallel <= 1:
+            argv = self.wal_restore(server_name, "__F__", "__P__")
+        else:
+            wal_restore = self.wal_restore(server_name, "", "")[:-2]
+            # The venv's own interpreter (not resolved: a venv python is a symlink whose target
+            # would lose the venv's site-packages); -P keeps the data directory off sys.path.
+            python = str((self.bin_dir or tools_dir()) / "python3")
+            argv = [python, "-P", "-m", "pgdrill.backends.local.walfetch",
+                    "--max-parallel", str(self.wal_max_parallel), "--segment-size", str(self.segment_size),
+                    "--spool", spool_dir, "__F__", "__P__", "--", *wal_restore]
         return " ".join(shlex.quote(a) for a in argv).replace("__F__", "%f").replace("__P__", "%p")

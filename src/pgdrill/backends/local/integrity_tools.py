@@ -7,19 +7,24 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pgdrill.backends.base import ClusterHandle, ToolRun
-from pgdrill.backends.local.postgres import pg_bin_dir
+from pgdrill.backends.local.postgres import Instance, pg_bin_dir
 from pgdrill.errors import CouldNotVerify
 
-if TYPE_CHECKING:
-    from pgdrill.backends.local.backend import LocalBackend
 
+class LocalNodes(Protocol):
+    """What the tools need: the local backend, or a restore-test's workspace."""
+
+    @property
+    def environment(self) -> dict[str, str]: ...
+
+    def node(self, cluster: ClusterHandle) -> Instance: ...
 
 
 class LocalIntegrityTools:
-    def __init__(self, backend: LocalBackend):
+    def __init__(self, backend: LocalNodes):
         self.backend = backend
 
     def connect(self, cluster: ClusterHandle, dbname: str) -> Any:
@@ -34,7 +39,7 @@ class LocalIntegrityTools:
         if instance.alive():
             raise CouldNotVerify(f"{cluster.name} did not stop, so pg_checksums cannot run")
         stopped = time.monotonic()
-        argv = [str(pg_bin_dir() / "pg_checksums"), "--check", "-D", str(instance.pgdata)]
+        argv = [str((instance.bin_dir or pg_bin_dir()) / "pg_checksums"), "--check", "-D", str(instance.pgdata)]
         try:
             result = instance.user.run(argv, instance.env, instance.cwd, timeout=3600)
         finally:
@@ -50,7 +55,7 @@ class LocalIntegrityTools:
         on the recovered cluster, never on the source)."""
         instance = self.backend.node(cluster)
         jobs = jobs or max(1, min(4, os.cpu_count() or 1))
-        argv = [str(pg_bin_dir() / "pg_amcheck"), "-h", "127.0.0.1", "-p", str(instance.port), "-U", "postgres",
+        argv = [str((instance.bin_dir or pg_bin_dir()) / "pg_amcheck"), "-h", "127.0.0.1", "-p", str(instance.port), "-U", "postgres",
                 "--all", "--heapallindexed", "--install-missing", "-w", "-j", str(jobs)]
         begun = time.monotonic()
         result = subprocess.run(argv, capture_output=True, text=True, timeout=3600, env=self.backend.environment,

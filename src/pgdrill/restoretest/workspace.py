@@ -1,0 +1,122 @@
+"""Where a local restore-test runs: its own run directory and ``RunScope`` (every process it
+starts is recorded and released on exit, failure or Ctrl-C, as for drills), the unprivileged
+OS user PostgreSQL runs as, and barman-cloud pointed at the *source* archive with the
+read-only credentials the user named.
+
+Nothing here writes to S3: ``barman-cloud-restore`` and ``barman-cloud-wal-restore`` only
+read, and every restored instance runs with ``archive_mode = off``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pgdrill.archive.store import S3Credentials
+from pgdrill.backends.base import ClusterHandle
+from pgdrill.backends.local.barman import BarmanCloud, tools_dir
+from pgdrill.backends.local.integrity_tools import LocalIntegrityTools
+from pgdrill.backends.local.postgres import Instance
+from pgdrill.backends.local.runas import OsUser, deferred_interrupts
+from pgdrill.backends.naming import free_port
+from pgdrill.cleanup import SOCKET_PATH_MAX, RunScope
+from pgdrill.config import Config
+from pgdrill.errors import UsageError
+
+
+class RestoreWorkspace:
+    def __init__(self, config: Config, run_id: str, destination: str, endpoint_url: str | None,
+                 credentials: S3Credentials, bin_dir: Path, keep: bool = False, wal_max_parallel: int = 1,
+                 segment_size: int = 16 << 20):
+        """:param destination: ``s3://bucket/prefix`` of the source (without the serverName)"""
+        self.keep = keep
+        self.bin_dir = bin_dir
+        user = OsUser.for_postgres(config.local.os_user)
+        parent = Path(config.local.workdir or tempfile.gettempdir())
+        self.run_dir = parent / f"pgdrill-{hashlib.sha1(run_id.encode()).hexdigest()[:10]}"
+        try:
+            self.scope = RunScope.create(self.run_dir, user.uid)
+        except FileExistsError:
+            raise UsageError(f"run directory {self.run_dir} already exists; pick another run id") from None
+        self.user = dataclasses.replace(user, scope=self.scope)
+        self.leftovers: list[str] = []
+        self._nodes: dict[str, Instance] = {}
+        self._closed = False
+        try:
+            self.tmp_dir = self.scope.make_tmp(self.user.uid, self.user.gid)
+            # wal_max_parallel > 1: restore_command fetches ahead into a spool, as the plugin does.
+            self.barman = BarmanCloud(destination, endpoint_url, bin_dir=tools_dir(),
+                                      wal_max_parallel=wal_max_parallel, segment_size=segment_size)
+            self.environment = self._environment(credentials)
+            problem = self.user.can_execute(tools_dir() / "barman-cloud-restore", self.environment, self.run_dir)
+            if problem:
+                raise UsageError(f"OS user {self.user.name!r} cannot run barman-cloud from {tools_dir()} "
+                                 f"({problem}); install pgdrill with ./scripts/bootstrap")
+        except BaseException:
+            self.close()
+            raise
+
+    def _environment(self, credentials: S3Credentials) -> dict[str, str]:
+        home = self.user.own(self.run_dir / "tmp", 0o700)
+        path = os.pathsep.join([str(self.bin_dir), str(tools_dir()), "/usr/local/bin", "/usr/bin", "/bin"])
+        return {"PATH": path, "HOME": str(home), "TMPDIR": str(self.tmp_dir), "LANG": "C.UTF-8",
+                "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", **credentials.as_environment()}
+
+    def new_instance(self, name: str) -> Instance:
+        base = self.user.own(self.run_dir / name, 0o700)
+        port = free_port()
+        sockets = self.tmp_dir / name
+        if len(str(sockets)) + len(f"/.s.PGSQL.{port}.lock") > SOCKET_PATH_MAX:
+            sockets = self.tmp_dir / f"node-{port}"
+        instance = Instance(name=name, pgdata=base / "pgdata", port=port, socket_dir=self.user.own(sockets, 0o700),
+                            log_file=base / "postgres.log", user=self.user, env=self.environment, cwd=base,
+                            bin_dir=self.bin_dir)
+        self._nodes[name] = instance
+        return instance
+
+    def node(self, cluster: ClusterHandle) -> Instance:
+        return self._nodes[cluster.name]
+
+    def integrity_tools(self) -> LocalIntegrityTools:
+        return LocalIntegrityTools(self)
+
+    def discard(self, instance: Instance, force: bool = False) -> None:
+        """Stop and remove one instance: the restored cluster at the end (kept with ``keep``), a
+        failed attempt or the target check's second restore (``force``: always)."""
+        if self.keep and not force:
+            return
+        instance.track()
+        instance.stop("immediate")
+        self._nodes.pop(instance.name, None)
+        shutil.rmtree(instance.cwd, ignore_errors=True)
+        shutil.rmtree(instance.socket_dir, ignore_errors=True)
+
+    def disk_free(self) -> int:
+        return shutil.disk_usage(self.run_dir).free
+
+    def close(self) -> None:
+        """Release every process group, directory and socket of the run (unless ``keep``)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.keep:
+            self.scope.kept = True
+            return
+        with deferred_interrupts():
+            for instance in list(self._nodes.values()):
+                try:
+                    instance.track()
+                except Exception:  # keep releasing the rest
+                    pass
+            self.leftovers = self.scope.release().left
+
+    def keep_info(self) -> dict[str, Any]:
+        return {"run_dir": str(self.run_dir), "socket_dir": str(self.tmp_dir),
+                "clusters": {name: {"pgdata": str(i.pgdata), "port": i.port, "log": str(i.log_file),
+                                    "connect": f"psql -h 127.0.0.1 -p {i.port} -U postgres"}
+                             for name, i in self._nodes.items()}}
