@@ -6,6 +6,7 @@ archive passes; the bucket listing (keys, sizes, ETags) is identical before and 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,23 @@ min_rows = 1100
     [drill] = results["drills"]
     assert drill["drill"] == "prod-archive" and drill["verdict"] == "passed"
     assert drill["recovery"]["user_checks"][0]["status"] == "passed"
+
+
+def test_a_timeline_2_fork_is_followed_to_its_end(backend, source, tmp_path):
+    replica = backend.create_replica(source.cluster, "prod-replica")
+    source.write(50)
+    source.switch()
+    time.sleep(1.0)  # let the replica receive it: what it has is what TL2 starts from
+    backend.kill_primary(source.cluster)
+    promoted = backend.promote(replica)
+    assert promoted.promoted, promoted.fatal_lines
+    source.cluster = replica  # the new primary archives into the same serverName, on timeline 2
+    source.write(100)
+    last = source.switch()
+    assert last.startswith("00000002")
+    result = run(source, tmp_path)
+    assert result.verdict == Verdict.PASSED, result.verdict_reasons
+    end = next(d for d in result.detectors if d.name == "end_of_archive")
+    assert "00000002" in end.summary  # the end of the archive is on timeline 2
+    assert result.recovery["timeline"] == 3
+    assert any(n.startswith("00000002") for n in result.recovery["restored_segments"])
