@@ -18,7 +18,7 @@ import lzma
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Protocol
 
 from pgdrill.archive.store import ObjectInfo
@@ -99,6 +99,17 @@ class BaseBackup:
             info_key=info_key,
             fields=fields,
         )
+
+
+def parse_barman_time(text: str | None) -> datetime | None:
+    """barman writes ``2026-11-25 04:34:26.120519+00:00``; naive times are taken as UTC."""
+    if not text or text == "None":
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def parse_backup_info(text: str) -> dict[str, str]:

@@ -20,10 +20,10 @@ import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from pgdrill.archive.catalog import ArchiveCatalog, BaseBackup
+from pgdrill.archive.catalog import ArchiveCatalog, BaseBackup, parse_barman_time
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -272,16 +272,7 @@ def _with_projection(growth: ArchiveGrowth) -> ArchiveGrowth:
 
 
 def _end_time(backup: BaseBackup) -> datetime | None:
-    """barman writes ``2026-11-25 04:34:26.120519+00:00``; naive times are taken as UTC
-    (the same rule as the audit's own parser, which this lower layer cannot import)."""
-    text = backup.end_time
-    if not text or text == "None":
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return parse_barman_time(backup.end_time)
 
 
 def _check_aware(now: datetime) -> None:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from pgdrill.archive.catalog import parse_barman_time
+
 
 def parse_time(text: str | None) -> datetime | None:
-    """barman writes ``2026-11-25 04:34:26.120519+00:00``; naive times are taken as UTC."""
-    if not text or text == "None":
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    """barman's time format (``pgdrill.archive.catalog.parse_barman_time``)."""
+    return parse_barman_time(text)
 
 
 def time_from_backup_id(backup_id: str) -> datetime | None:

@@ -9,11 +9,8 @@ read, and every restored instance runs with ``archive_mode = off``.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +19,8 @@ from pgdrill.backends.base import ClusterHandle
 from pgdrill.backends.local.barman import BarmanCloud, tools_dir
 from pgdrill.backends.local.integrity_tools import LocalIntegrityTools
 from pgdrill.backends.local.postgres import Instance
-from pgdrill.backends.local.runas import OsUser, deferred_interrupts
-from pgdrill.backends.naming import free_port
-from pgdrill.cleanup import SOCKET_PATH_MAX, RunScope
+from pgdrill.backends.local.runas import deferred_interrupts
+from pgdrill.backends.local.rundir import new_instance, open_run_dir
 from pgdrill.config import Config
 from pgdrill.errors import UsageError
 
@@ -36,14 +32,7 @@ class RestoreWorkspace:
         """:param destination: ``s3://bucket/prefix`` of the source (without the serverName)"""
         self.keep = keep
         self.bin_dir = bin_dir
-        user = OsUser.for_postgres(config.local.os_user)
-        parent = Path(config.local.workdir or tempfile.gettempdir())
-        self.run_dir = parent / f"pgdrill-{hashlib.sha1(run_id.encode()).hexdigest()[:10]}"
-        try:
-            self.scope = RunScope.create(self.run_dir, user.uid)
-        except FileExistsError:
-            raise UsageError(f"run directory {self.run_dir} already exists; pick another run id") from None
-        self.user = dataclasses.replace(user, scope=self.scope)
+        self.run_dir, self.scope, self.user = open_run_dir(config.local.os_user, config.local.workdir, run_id)
         self.leftovers: list[str] = []
         self._nodes: dict[str, Instance] = {}
         self._closed = False
@@ -68,14 +57,7 @@ class RestoreWorkspace:
                 "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", **credentials.as_environment()}
 
     def new_instance(self, name: str) -> Instance:
-        base = self.user.own(self.run_dir / name, 0o700)
-        port = free_port()
-        sockets = self.tmp_dir / name
-        if len(str(sockets)) + len(f"/.s.PGSQL.{port}.lock") > SOCKET_PATH_MAX:
-            sockets = self.tmp_dir / f"node-{port}"
-        instance = Instance(name=name, pgdata=base / "pgdata", port=port, socket_dir=self.user.own(sockets, 0o700),
-                            log_file=base / "postgres.log", user=self.user, env=self.environment, cwd=base,
-                            bin_dir=self.bin_dir)
+        instance = new_instance(self.run_dir, self.tmp_dir, self.user, self.environment, name, self.bin_dir)
         self._nodes[name] = instance
         return instance
 

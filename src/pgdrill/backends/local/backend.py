@@ -10,12 +10,9 @@ class's public methods; the server-log filters they share are in ``serverlog.py`
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
 import os
 import shutil
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,10 +25,10 @@ from pgdrill.backends.local.barman import BarmanCloud, tools_dir
 from pgdrill.backends.local.nodes import Node
 from pgdrill.backends.local.postgres import Instance, pg_bin_dir
 from pgdrill.backends.local.recovery import choose_backup
-from pgdrill.backends.local.runas import OsUser, deferred_interrupts
+from pgdrill.backends.local.runas import deferred_interrupts
+from pgdrill.backends.local.rundir import new_instance, open_run_dir
 from pgdrill.backends.local.s3servers import make_s3_server
-from pgdrill.backends.naming import free_port, next_recovery_name
-from pgdrill.cleanup import SOCKET_PATH_MAX, RunScope
+from pgdrill.backends.naming import next_recovery_name
 from pgdrill.config import Config
 from pgdrill.errors import CouldNotVerify, S3Error, UsageError
 from pgdrill.postgres.wal import SegmentName
@@ -50,14 +47,7 @@ class LocalBackend:
         self.config = config
         self.run_id = run_id
         self.keep = keep
-        user = OsUser.for_postgres(config.local.os_user)
-        parent = Path(config.local.workdir or tempfile.gettempdir())
-        self.run_dir = parent / f"pgdrill-{hashlib.sha1(run_id.encode()).hexdigest()[:10]}"
-        try:
-            self.scope = RunScope.create(self.run_dir, user.uid)
-        except FileExistsError:
-            raise UsageError(f"run directory {self.run_dir} already exists; pick another run id") from None
-        self.user = dataclasses.replace(user, scope=self.scope)
+        self.run_dir, self.scope, self.user = open_run_dir(config.local.os_user, config.local.workdir, run_id)
         self.leftovers: list[str] = []
         """What ``close`` found still there after releasing the run (empty: nothing)."""
         self._clusters: dict[str, Node] = {}
@@ -173,16 +163,7 @@ class LocalBackend:
 
     def new_instance(self, name: str) -> Instance:
         """A not yet initialised instance in its own directory, on a free port."""
-        base = self.user.own(self.run_dir / name, 0o700)
-        port = free_port()
-        # Its unix socket lives in the run's short temp dir (".s.PGSQL.<port>.lock" under it).
-        sockets = self.tmp_dir / name
-        if len(str(sockets)) + len(f"/.s.PGSQL.{port}.lock") > SOCKET_PATH_MAX:
-            sockets = self.tmp_dir / f"node-{port}"
-        return Instance(
-            name=name, pgdata=base / "pgdata", port=port, socket_dir=self.user.own(sockets, 0o700),
-            log_file=base / "postgres.log", user=self.user, env=self._env, cwd=base,
-        )
+        return new_instance(self.run_dir, self.tmp_dir, self.user, self._env, name)
 
     def add_node(self, handle: ClusterHandle, instance: Instance) -> None:
         """Track a node so ``node``, ``destroy`` and ``close`` know it."""
