@@ -60,8 +60,7 @@ def bare(manifest: dict, server: SeaweedServer) -> dict:
     user = OsUser.for_postgres("pgdrill")
     scope = ProcessGroups()
     user = replace(user, scope=scope)
-    work = Path(tempfile.mkdtemp(prefix="pgd-bare-"))
-    os.chmod(work, 0o755)
+    work = user.own(Path(tempfile.mkdtemp(prefix="pgd-bare-")), 0o700)  # PostgreSQL writes its log and socket here
     pgdata = user.own(work / "pgdata", 0o700)
     env = {"PATH": f"{pg_bin_dir()}:{tools_dir()}:/usr/bin:/bin", "HOME": str(user.own(work / "home")),
            "LANG": "C.UTF-8", **server.reader.credentials.as_environment()}
@@ -81,9 +80,11 @@ def bare(manifest: dict, server: SeaweedServer) -> dict:
         for path in pgdata.iterdir():
             if user.switch:
                 os.chown(path, user.uid, user.gid)
-        user.run([str(pg_bin_dir() / "pg_ctl"), "-D", str(pgdata), "-l", str(work / "log"), "-W", "start"], env, work,
-                 timeout=60)
-        while True:
+        started = user.run([str(pg_bin_dir() / "pg_ctl"), "-D", str(pgdata), "-l", str(work / "log"), "-W", "start"],
+                           env, work, timeout=60)
+        assert started.returncode == 0, started.stderr[-500:]
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline:
             try:
                 with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
                                      autocommit=True, connect_timeout=2) as conn:
@@ -93,6 +94,8 @@ def bare(manifest: dict, server: SeaweedServer) -> dict:
             except psycopg.OperationalError:
                 pass
             time.sleep(0.1)
+        else:
+            raise RuntimeError(f"bare recovery did not promote; see {work / 'log'}")
         done = time.monotonic()
         user.run([str(pg_bin_dir() / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "stop"], env, work, timeout=60)
         return {"restore_s": round(restored - began, 3), "replay_promote_write_s": round(done - restored, 3),
