@@ -24,6 +24,7 @@ from generate_archive import generate  # noqa: E402
 
 from pgdrill.archive.store import S3Location, make_client
 from pgdrill.audit import AuditThresholds, exit_code, run_audit  # noqa: E402
+from pgdrill.audit.replica import ReplicaTarget  # noqa: E402
 from pgdrill.backends.local.seaweed import SeaweedServer  # noqa: E402
 
 TARGET_RATIO = 2.0
@@ -43,12 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wal", type=int, default=100_000)
     parser.add_argument("--backups", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--replica", action="store_true",
+                        help="generate and check a replica copy under replica/<root> too (--replica of the audit)")
     args = parser.parse_args(argv)
 
     manifest_path = args.dir / "manifest.json"
     if not manifest_path.exists():
         print(f"generating {args.wal} WAL segments and {args.backups} backups in {args.dir} ...", flush=True)
-        generate(args.dir, args.wal, args.backups, workers=10)
+        generate(args.dir, args.wal, args.backups, workers=10, replica=args.replica)
     manifest = json.loads(manifest_path.read_text())
     print(f"archive: {manifest['objects']} objects ({manifest['wal_objects']} under wals/), "
           f"{manifest['backups']} backups, generated in {manifest['upload_seconds']} s "
@@ -63,14 +66,22 @@ def main(argv: list[str] | None = None) -> int:
         client = make_client(server.endpoint_url, server.reader.credentials)
         store = server.store(server.reader)
         bare_list(client, server.bucket, manifest["root"])  # warm-up: server caches, TCP, imports
+        replica_root = manifest.get("replica_root") if args.replica else None
+        if args.replica and not replica_root:
+            print("FAIL: the archive in --dir has no replica copy: generate it with --replica in a new --dir")
+            return 1
+        target = (ReplicaTarget(S3Location(server.bucket, replica_root.rstrip("/")), store)
+                  if replica_root else None)
         list_times, audit_times = [], []
         listed = report = None
         for _ in range(args.repeat):
             started = time.perf_counter()
             listed = bare_list(client, server.bucket, manifest["root"])
+            if replica_root:  # the floor of a replica check: listing the copy as well
+                listed += bare_list(client, server.bucket, replica_root)
             list_times.append(time.perf_counter() - started)
             started = time.perf_counter()
-            report = run_audit(location, store, AuditThresholds(), as_of)
+            report = run_audit(location, store, AuditThresholds(), as_of, replica=target)
             audit_times.append(time.perf_counter() - started)
     assert report is not None
     found = [g.to_dict() for g in report.wal.gaps] if report.wal else None
@@ -84,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"gaps planted: {len(manifest['gaps'])}, found: {len(found or [])}, "
           f"exact: {found == manifest['gaps']}")
     ok = True
+    if report.replica is not None:
+        r = report.replica
+        print(f"replica {r.location}: checked {r.checked_objects}, missing {r.missing_objects}, "
+              f"mismatched {r.mismatched_objects}, lag {r.lag_seconds}")
     if sorted({f.code for f in report.findings}) != ["WAL_GAP"]:
         print("FAIL: the archive is healthy apart from the planted gaps; expected WAL_GAP only")
         ok = False

@@ -74,7 +74,7 @@ def build_archive(now: datetime, wal: int = 100_000, backups: int = 30) -> tuple
     return synth, gaps
 
 
-def generate(directory: Path, wal: int, backups: int, workers: int) -> dict:
+def generate(directory: Path, wal: int, backups: int, workers: int, replica: bool = False) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     manifest_path = directory / "manifest.json"
     now = datetime.now(timezone.utc)
@@ -83,13 +83,20 @@ def generate(directory: Path, wal: int, backups: int, workers: int) -> dict:
         started = time.monotonic()
         count = synth.upload(server.store(), workers=workers, body_limit=2048)
         seconds = time.monotonic() - started
+        replica_root = None
+        if replica:
+            # The same objects under a second prefix, as a replication rule would copy them.
+            replica_root = "replica/" + synth.root
+            copy = SyntheticArchive(root=replica_root, segment_size=synth.segment_size,
+                                    objects={replica_root + k[len(synth.root):]: o for k, o in synth.objects.items()})
+            copy.upload(server.store(), workers=workers, body_limit=2048)
     wal_objects = sum(1 for k in synth.objects if "/wals/" in k)
     manifest = {
         "server_name": SERVER_NAME, "root": synth.root, "generated_at": now.isoformat(),
         "objects": count, "wal_objects": wal_objects, "wal_segments_planned": wal,
         "segments_uploaded": wal - sum(g["count"] for g in gaps), "backups": backups,
         "gaps": gaps, "upload_seconds": round(seconds, 1), "upload_rate": round(count / seconds),
-        "uploaded_at": datetime.now(timezone.utc).isoformat(),
+        "uploaded_at": datetime.now(timezone.utc).isoformat(), "replica_root": replica_root,
     }
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -101,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wal", type=int, default=100_000, help="WAL segments (planted gaps included)")
     parser.add_argument("--backups", type=int, default=30)
     parser.add_argument("--workers", type=int, default=10)
+    parser.add_argument("--replica", action="store_true", help="also copy the archive to replica/<root>")
     args = parser.parse_args(argv)
     if (args.dir / "s3").exists():
         print(f"{args.dir}/s3 exists: remove it first (an archive is generated once)", file=sys.stderr)
         return 2
-    manifest = generate(args.dir, args.wal, args.backups, args.workers)
+    manifest = generate(args.dir, args.wal, args.backups, args.workers, args.replica)
     print(f"uploaded {manifest['objects']} objects ({manifest['wal_objects']} under wals/) in "
           f"{manifest['upload_seconds']} s ({manifest['upload_rate']}/s); planted gaps: "
           + ", ".join(f"{g['first']}+{g['count']}" for g in manifest["gaps"]))
