@@ -47,6 +47,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--metrics-textfile", metavar="PATH",
                         help="also write the run's Prometheus metrics to this .prom file (docs/metrics.md)")
     parser.add_argument("--pushgateway", metavar="URL", help="also push the run's metrics to this Pushgateway")
+    from pgdrill.restoretest.kubernetes_cli import add_backend_arguments
+
+    add_backend_arguments(parser)  # --backend {local,k8s,kind} and the Kubernetes flags
     return parser
 
 
@@ -62,18 +65,25 @@ def restore_test_main(argv: list[str]) -> int:
         from pgdrill.reports.metrics import check_destinations
 
         check_destinations(args.metrics_textfile, args.pushgateway)
+        from pgdrill.restoretest.kubernetes_cli import open_backend
+
+        backend = open_backend(args, config)  # k8s/kind: a reachable cluster, or one line and exit 2
     except SystemExit as exc:
         return int(exc.code or 0)
     except PgdrillError as exc:
         print(f"pgdrill restore-test: error: {exc}", file=sys.stderr)
         return 2
     reports = Path(args.reports_dir or config.reports_dir)
-    return run_specs(specs, config, reports, args.keep, args.metrics_textfile, args.pushgateway)
+    try:
+        return run_specs(specs, config, reports, args.keep, args.metrics_textfile, args.pushgateway, backend)
+    finally:
+        backend.close(args.keep)
 
 
 def run_specs(specs: list[RestoreTestSpec], config: object, reports_dir: Path, keep: bool,
-              metrics_textfile: str | None = None, pushgateway: str | None = None) -> int:
-    """Run each restore-test into one run folder (results.json, HTML, JUnit, history, metrics)."""
+              metrics_textfile: str | None = None, pushgateway: str | None = None, backend: object = None) -> int:
+    """Run each restore-test into one run folder (results.json, HTML, JUnit, history, metrics).
+    ``backend``: a ``kubernetes_cli.RestoreBackend`` (default: local)."""
     from pgdrill.drill.context import error_result
     from pgdrill.restoretest.run import run_restore_test
     from pgdrill.results import summary_line
@@ -84,20 +94,22 @@ def run_specs(specs: list[RestoreTestSpec], config: object, reports_dir: Path, k
     except UsageError as exc:
         print(f"pgdrill restore-test: error: {exc}", file=sys.stderr)
         return 2
-    run = Run(new_run_id(), reports_dir, "local")
+    backend_name = getattr(backend, "name", "local")
+    runner = getattr(backend, "run", None) or run_restore_test
+    run = Run(new_run_id(), reports_dir, backend_name)
     interrupted = False
     try:
         with sigterm_as_interrupt():
             for spec in specs:
                 try:
-                    result = run_restore_test(spec, config, f"{run.run_id}-{spec.display_name}", keep)  # type: ignore[arg-type]
+                    result = runner(spec, config, f"{run.run_id}-{spec.display_name}", keep)  # type: ignore[arg-type]
                 except UsageError as exc:  # found before anything was downloaded
                     print(f"pgdrill restore-test: error: {spec.display_name}: {exc}", file=sys.stderr)
                     if len(specs) == 1:
                         return 2
-                    result = error_result(spec.display_name, "local", exc, "preflight")
+                    result = error_result(spec.display_name, backend_name, exc, "preflight")
                 except Exception as exc:
-                    result = error_result(spec.display_name, "local", exc, "restore-test")
+                    result = error_result(spec.display_name, backend_name, exc, "restore-test")
                 run.add(result)
                 print(summary_line(result.to_dict()))
                 for reason in result.verdict_reasons:
@@ -111,7 +123,7 @@ def run_specs(specs: list[RestoreTestSpec], config: object, reports_dir: Path, k
     except KeyboardInterrupt as exc:
         interrupted = True
         run.add(error_result(specs[len(run.results)].display_name if len(run.results) < len(specs) else "restore-test",
-                             "local", exc, "interrupted"))
+                             backend_name, exc, "interrupted"))
     path = run.write()
     from pgdrill.reports import render_run
     from pgdrill.reports.metrics import publish

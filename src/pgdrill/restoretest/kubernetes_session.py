@@ -154,8 +154,9 @@ class RestoreTestSession:
                     "pgdata": f"PVC {ref.name}-1 in namespace {ns}"}
         return {"namespace": ns, "context": self.kube.context, "clusters": clusters,
                 "objects": [f"{o.kind}/{o.name}" for o in self.owned],
-                "delete": f"kubectl delete ns,cluster,objectstore,secret -A -l pgdrill.io/run-id="
-                          f"{self.objects.names.label_run_id}"}
+                "delete": (f"kubectl delete namespace {ns}" if self.objects.own_namespace else
+                           f"kubectl -n {ns} delete cluster,objectstore,secret -l pgdrill.io/restore-test="
+                           f"{self.objects.names.short_id}")}
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -180,7 +181,8 @@ class RestoreTestSession:
     def _pod_logs(self, pod: dict[str, Any]) -> str:
         spec = pod.get("spec") or {}
         names = [c["name"] for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
-        return "\n".join(self.kube.logs(self.namespace, pod["metadata"]["name"], n, tail=5000) for n in names)
+        return "\n".join(self.kube.logs(self.namespace, pod["metadata"]["name"], n, tail=None)  # type: ignore[arg-type]
+                         for n in names)  # whole: the phases need its first PostgreSQL line
 
     def recover(self, candidate: Candidate, name: str, target: Any, timeout: float,
                 probe: bool = True) -> tuple[Attempt, dict[str, Any]]:
@@ -233,18 +235,28 @@ class RestoreTestSession:
                            log=messages), {}
         written_wall, timeline, fork = ready_wall, None, None
         if probe:
-            # RTO ends when the restored primary takes a write, not when CNPG says Ready.
-            self.sql(handle, "CREATE TABLE IF NOT EXISTS pgdrill_write_probe (at timestamptz)")
-            self.sql(handle, "INSERT INTO pgdrill_write_probe VALUES (clock_timestamp())")
-            written_wall = time.time()
-            timeline, fork = self.switch_point(handle)
+            try:  # RTO ends when the restored primary takes a write, not when CNPG says Ready.
+                self.sql(handle, "CREATE TABLE IF NOT EXISTS pgdrill_write_probe (at timestamptz)")
+                self.sql(handle, "INSERT INTO pgdrill_write_probe VALUES (clock_timestamp())")
+                written_wall = time.time()
+                timeline, fork = self.switch_point(handle)
+            except Exception as exc:  # the cluster is up but out of pgdrill's reach: nothing is known
+                outcome = RecoveryOutcome(handle, False, backup_id, failed_step="infrastructure", fatal_lines=[
+                    f"Cluster {name} is Ready but pgdrill could not write to it through a port-forward: "
+                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"],
+                    log_excerpt=excerpt, restored_segments=restored)
+                return Attempt(candidate, None, handle, outcome, time.monotonic() - began,  # type: ignore[arg-type]
+                               log=messages), {}
         phases, details = split_phases(created_wall, ready_wall, written_wall, marks.get("job_done"), logs)
         restore = phases.pop("restore")
         outcome = RecoveryOutcome(handle, True, backup_id, phases=phases, total=restore + sum(phases.values()),
                                   fork_lsn=fork, timeline=timeline, fatal_lines=st.fatal_lines(records),
                                   log_excerpt=excerpt, restored_segments=restored)
         # Attempt's ``instance`` is the local backend's process: none here (build_result never reads it).
-        return Attempt(candidate, None, handle, outcome, restore, log=messages), details  # type: ignore[arg-type]
+        # PGDATA is on the pod's volume: its size is backup.info's.
+        details["pgdata_bytes_from"] = "backup.info"
+        return Attempt(candidate, None, handle, outcome, restore, candidate.audit.cluster_bytes or 0,  # type: ignore[arg-type]
+                       log=messages), details
 
     def switch_point(self, handle: ClusterHandle) -> tuple[int, Lsn | None]:
         """The current timeline and where it branched off, from ``pg_wal/<TLI>.history`` read

@@ -27,7 +27,12 @@ from pgdrill.errors import S3Error, UsageError
 from pgdrill.findings import Finding
 from pgdrill.findings.codes import BACKUP_UNUSABLE, RECOVERY_FAILED
 from pgdrill.postgres.wal import Lsn
-from pgdrill.restoretest.checks import check_owners, end_of_archive, run_user_checks, target_outcome
+from pgdrill.restoretest.checks import (
+    check_owners,
+    end_of_archive,
+    run_user_checks,
+    target_outcome,
+)
 from pgdrill.restoretest.pgbin import choose_binaries
 from pgdrill.restoretest.plan import Candidate, RestorePlan, plan_restore
 from pgdrill.restoretest.recover import Attempt, restore_backup, target_settings
