@@ -182,3 +182,17 @@ def test_restore_test_verdicts():
     assert judge_restore_test(_result([warning]), 300)[0] == Verdict.FAILED
     blind = DetectorOutcome("physical", DetectorStatus.COULD_NOT_VERIFY, "tool missing")
     assert judge_restore_test(_result(detectors=[blind]), 300)[0] == Verdict.COULD_NOT_VERIFY
+
+
+def test_worst_interval_with_one_backup_is_its_chain_by_segment_number():
+    from pgdrill.restoretest.result import worst_interval_wal_bytes
+
+    synth = SyntheticArchive(root="pg/prod/")
+    start = NOW - timedelta(hours=3)
+    # The archiver lagged: segments 1-3 (before and inside the backup) uploaded after it ended.
+    synth.add_wal_range(1, 1, 10, start + timedelta(hours=1), step=timedelta(minutes=5))
+    synth.add_backup("20261201T090000", begin=2, end=3, begin_time=start)
+    catalog = read_catalog(Store(synth), "pg/prod/", "prod")
+    report = analyze(catalog, AuditThresholds(), NOW, location="s3://b/pg/prod")
+    newest = plan_restore(catalog, report, RestoreTestSpec(location="s3://b/pg/prod")).candidates[0]
+    assert worst_interval_wal_bytes(catalog, newest, NOW, 30) == 9 * SIZE  # segments 2..10

@@ -86,15 +86,15 @@ def worst_interval_wal_bytes(catalog: ArchiveCatalog, newest: Any, now: datetime
     """The WAL a recovery from the newest backup replays just before the next one is taken: its
     own WAL (begin to end WAL, replayed to consistency) plus the most WAL uploaded between two
     consecutive completed backups (``archive.growth``, the audit's definition), or, with one
-    backup only, what was uploaded since it."""
+    backup only, the stored WAL along its chain."""
     from pgdrill.archive.growth import archive_growth
 
     growth = archive_growth(catalog, now, retention_days)
     interval = growth.wal_bytes_between_backups_max
     if interval is None:
-        interval = growth.since_newest.wal_bytes if growth.since_newest else None
-    if interval is None:
-        return None
+        # One backup only: the WAL along its chain, counted by segment number (upload times
+        # mislead here: an archiver that lags uploads pre-backup WAL after the backup ended).
+        return newest.wal_bytes or None
     begin, end = newest.backup.begin_wal, newest.backup.end_wal
     own = 0
     if begin is not None and end is not None and begin.timeline == end.timeline:
