@@ -108,6 +108,11 @@ def test_clean_archive_restores_to_its_end_read_only_and_the_bucket_is_unchanged
     before = listing(backend)
     result = run(source, tmp_path, wal_max_parallel=parallel)
     assert result.recovery["wal_max_parallel"] == parallel
+    fetch = result.recovery["wal_fetch"]
+    assert fetch["max_parallel"] == parallel
+    if parallel > 1:  # the spool served some requests, and every request is accounted for
+        assert fetch["from_spool"] > 0 and fetch["requests"] == fetch["from_spool"] + fetch["fetched"] + \
+            fetch["not_found"] + fetch["failed"]
     assert result.verdict == Verdict.PASSED, result.verdict_reasons
     statuses = {d.name: d.status.value for d in result.detectors}
     assert statuses["end_of_archive"] == "clean" and statuses["target"] == "clean"
@@ -158,6 +163,8 @@ def test_cli_writes_reports_and_exits_0_then_bad_input_is_one_line(backend, sour
     run_dir = next(p for p in reports.iterdir() if p.is_dir())
     for name in ("results.json", "report.html", "junit.xml", "metrics.prom"):
         assert (run_dir / name).is_file(), name
+    html = (run_dir / "report.html").read_text()
+    assert "<svg" in html and "timeline 1" in html  # the WAL timeline of the restored chain
     from prometheus_client.parser import text_string_to_metric_families
 
     families = {f.name: f for f in text_string_to_metric_families((run_dir / "metrics.prom").read_text())}
@@ -277,3 +284,68 @@ def test_a_timeline_2_fork_is_followed_to_its_end(backend, source, tmp_path):
     assert "00000002" in end.summary  # the end of the archive is on timeline 2
     assert result.recovery["timeline"] == 3
     assert any(n.startswith("00000002") for n in result.recovery["restored_segments"])
+
+
+def test_a_newest_backup_whose_end_wal_is_missing_is_unusable_and_the_previous_one_restores(backend, source,
+                                                                                             tmp_path):
+    first = sorted(source.backend._backup_ids("prod"))[0]
+    newest = _take_second_backup(source)
+    end_wal = next(b for b in source.backend.read_archive("prod")[1] if b.backup_id == newest).end_wal
+    backend.store._client.delete_object(Bucket=backend.store.bucket, Key=source.wal_key(end_wal.name))
+    result = run(source, tmp_path, target_check=False)
+    assert result.verdict == Verdict.FAILED
+    unusable = next(f for f in result.findings if f.code == "BACKUP_UNUSABLE")
+    assert unusable.evidence["backup_id"] == newest
+    assert result.recovery["backup_id"] == first
+    # the fallback's recovery must cross the same hole: it stops there, and says so
+    assert {"REPLAY_STOPPED_EARLY", "WAL_GAP"} <= codes(result)
+
+
+def test_bad_input_is_one_line_and_nothing_is_downloaded(backend, source, tmp_path, capsys, monkeypatch):
+    base = [source.location, "--endpoint-url", backend.endpoint_url, "--access-key-env", READER_KEY,
+            "--secret-key-env", READER_SECRET, "--reports-dir", str(tmp_path / "reports")]
+    cases = {
+        "wrong credentials": ([*base], {READER_SECRET: "not-the-secret"}, "cannot list"),
+        "unknown serverName": ([source.location + "-nope", *base[1:]], {}, "nothing under"),
+        "target after the archive": ([*base, "--target-time", "2099-01-01T00:00:00Z"], {}, "after the end"),
+        "variable unset": ([*base, "--access-key-env", "PGDRILL_TEST_UNSET"], {}, "set PGDRILL_TEST_UNSET"),
+    }
+    for label, (argv, env, words) in cases.items():
+        with monkeypatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            capsys.readouterr()
+            assert restore_test_main(argv) == 2, label
+            err = [ln for ln in capsys.readouterr().err.splitlines() if not ln.startswith("restore-test: ")]
+            assert len(err) == 1 and words in err[0], (label, err)
+            assert backend.s3_server.reader.credentials.secret_access_key not in err[0]
+    assert not list(Path(backend.run_dir.parent).glob("pgdrill-*/prod-restore-*")), "nothing restored"
+
+
+def test_ctrl_c_during_the_restore_is_an_error_in_every_output_and_releases_everything(backend, source, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    reports = tmp_path / "reports"
+    env = {**os.environ}
+    argv = [sys.executable, "-m", "pgdrill.cli", "restore-test", source.location, "--endpoint-url",
+            backend.endpoint_url, "--access-key-env", READER_KEY, "--secret-key-env", READER_SECRET,
+            "--reports-dir", str(reports)]
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # interrupt once PostgreSQL of the restore is replaying
+        if subprocess.run(["pgrep", "-f", "prod-restore-1/pgdata"], capture_output=True).returncode == 0:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 130, out + err
+    results = json.loads(next(reports.glob("*/results.json")).read_text())
+    assert [d["verdict"] for d in results["drills"]] == ["error"]
+    junit = next(reports.glob("*/junit.xml")).read_text()
+    assert "<error" in junit
+    leftover = subprocess.run(["pgrep", "-f", "prod-restore-1/pgdata"], capture_output=True)
+    assert leftover.returncode == 1, "PostgreSQL of the interrupted restore is still running"

@@ -57,6 +57,9 @@ class RecoveryOutcome:
     log_excerpt: list[str] = field(default_factory=list)
     restored_segments: list[str] = field(default_factory=list)
     """WAL segment names the restore_command fetched, in order."""
+    wal_fetch: dict[str, int] | None = None
+    """What the parallel WAL fetch did (``wal.maxParallel`` > 1: requests served from its spool,
+    fetched on demand, prefetched); None for one plain barman-cloud-wal-restore per segment."""
     failed_step: str | None = None
     """Where a failed recovery stopped: ``preflight`` (backup/begin WAL checks), ``restore``
     (the base backup could not be restored), ``replay`` (PostgreSQL did not promote) or ``timeout``

@@ -213,6 +213,7 @@ def _record_recovery(result: DrillResult, recovery: RecoveryOutcome, target: Rec
         "timeline": recovery.timeline, "fork_lsn": str(recovery.fork_lsn) if recovery.fork_lsn else None,
         "phases_s": {k: round(v, 3) for k, v in recovery.phases.items()},
         "restored_segments": recovery.restored_segments, "fatal": recovery.fatal_lines[-10:],
+        "wal_fetch": recovery.wal_fetch or {"max_parallel": 1},
         "log_excerpt": recovery.log_excerpt[-30:],
         "details": recovery.cluster.details if recovery.cluster else {},
     }

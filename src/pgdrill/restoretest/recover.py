@@ -20,6 +20,7 @@ from typing import Any
 from pgdrill.backends.base import ClusterHandle, RecoveryOutcome
 from pgdrill.backends.local.postgres import Instance, log_time
 from pgdrill.backends.local.recovery import await_promotion, split_replay
+from pgdrill.backends.local.serverlog import walfetch_stats
 from pgdrill.postgres.wal import Lsn
 from pgdrill.restoretest.plan import Candidate
 from pgdrill.restoretest.workspace import RestoreWorkspace
@@ -102,6 +103,7 @@ def restore_backup(ws: RestoreWorkspace, candidate: Candidate, server_name: str,
     split_replay(outcome, instance, start_wall)
     lines = instance.log_lines()
     _split_consistency(outcome, lines, start_wall)
+    outcome.wal_fetch = walfetch_stats(lines)
     return Attempt(candidate, instance, handle, outcome, restored - began, pgdata_bytes, lines)
 
 

@@ -61,6 +61,7 @@ def build_result(spec: RestoreTestSpec, catalog: ArchiveCatalog, report: AuditRe
             "fork_lsn": str(outcome.fork_lsn) if outcome.fork_lsn else None,
             "restored_segments": outcome.restored_segments, "restore": attempt.restore_figures(),
             "wal_fetched": wal, "wal_max_parallel": spec.wal_max_parallel, "rto_forecast": forecast,
+            "wal_fetch": outcome.wal_fetch or {"max_parallel": 1},
             "log_excerpt": outcome.log_excerpt[-20:],
         })
         result.rto = Timing(total, phases, {}, "archive", "restore")

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 from pgdrill.archive.catalog import BaseBackup
 from pgdrill.backends.base import ClusterHandle, RecoveryOutcome, RecoveryTarget
 from pgdrill.backends.local.postgres import Instance, log_time
-from pgdrill.backends.local.serverlog import REDO_DONE, events, fatal, restored_segments
+from pgdrill.backends.local.serverlog import (
+    REDO_DONE,
+    events,
+    fatal,
+    restored_segments,
+    walfetch_stats,
+)
 from pgdrill.errors import UsageError
 from pgdrill.postgres.wal import parse_history
 
@@ -91,6 +97,7 @@ def recover(backend: LocalBackend, source: ClusterHandle, new_name: str, target:
                       **outcome.phases}
     outcome.total = sum(outcome.phases.values()) if outcome.promoted else None
     split_replay(outcome, instance, start_wall)
+    outcome.wal_fetch = walfetch_stats(instance.log_lines())
     return outcome
 
 
