@@ -146,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         phases = measured_small["phases_s"]
         wal = measured_small["wal_fetched"]
-        forecast = rto_forecast(phases, measured_small["stored_backup_bytes"], wal["stored_bytes"],
-                                large["backup_bytes"], first["wal_fetched"]["stored_bytes"], args.parallel[0])
+        # The large archive's shape from its listing: one backup, so the segments along its chain.
+        forecast = rto_forecast(phases, measured_small["stored_backup_bytes"], wal["segments"],
+                                large["backup_bytes"], first["forecast"]["basis"]["worst_interval_wal_segments"],
+                                args.parallel[0])
         out["forecast_from_small"] = {"forecast_s": forecast["seconds"], "measured_large_rto_s": first["rto_s"],
                                       "error": round(forecast["seconds"] / first["rto_s"] - 1, 3)
                                       if forecast["seconds"] else None, "basis": forecast["basis"]}

@@ -145,12 +145,12 @@ def test_user_check_expectations():
 def test_forecast_scales_the_measured_rates_to_the_worst_interval():
     phases = {"preflight": 1.0, "restore": 10.0, "replay_to_consistency": 1.0, "replay_to_end": 9.0,
               "promote": 0.5, "first_write": 0.1}
-    forecast = rto_forecast(phases, restored_stored_bytes=1_000_000_000, wal_stored_bytes_fetched=500_000_000,
-                            newest_backup_stored_bytes=2_000_000_000, worst_interval_wal_bytes=1_000_000_000,
+    forecast = rto_forecast(phases, restored_stored_bytes=1_000_000_000, wal_segments_fetched=20,
+                            newest_backup_stored_bytes=2_000_000_000, worst_interval_wal_segments=50,
                             wal_max_parallel=8)
-    # 1 + 2e9/1e8 + 1e9/5e7 + 0.5 + 0.1
-    assert forecast["seconds"] == pytest.approx(41.6)
-    assert forecast["phases_s"]["replay"] == pytest.approx(20.0)
+    # 1 + 2e9/1e8 + 50 * (10 s / 20 segments) + 0.5 + 0.1
+    assert forecast["seconds"] == pytest.approx(46.6)
+    assert forecast["phases_s"]["replay"] == pytest.approx(25.0)
     assert "wal.maxParallel (8)" in forecast["assumptions"][0]
     assert rto_forecast(phases, 0, 1, 1, 1, 1)["seconds"] is None
 
@@ -185,7 +185,7 @@ def test_restore_test_verdicts():
 
 
 def test_worst_interval_with_one_backup_is_its_chain_by_segment_number():
-    from pgdrill.restoretest.result import worst_interval_wal_bytes
+    from pgdrill.restoretest.result import worst_interval_wal_segments
 
     synth = SyntheticArchive(root="pg/prod/")
     start = NOW - timedelta(hours=3)
@@ -195,4 +195,4 @@ def test_worst_interval_with_one_backup_is_its_chain_by_segment_number():
     catalog = read_catalog(Store(synth), "pg/prod/", "prod")
     report = analyze(catalog, AuditThresholds(), NOW, location="s3://b/pg/prod")
     newest = plan_restore(catalog, report, RestoreTestSpec(location="s3://b/pg/prod")).candidates[0]
-    assert worst_interval_wal_bytes(catalog, newest, NOW, 30) == 9 * SIZE  # segments 2..10
+    assert worst_interval_wal_segments(catalog, newest, NOW, 30) == 9  # segments 2..10

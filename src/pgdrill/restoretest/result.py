@@ -53,8 +53,8 @@ def build_result(spec: RestoreTestSpec, catalog: ArchiveCatalog, report: AuditRe
         total = sum(phases.values())
         wal = attempt.wal_fetched(sizes)
         newest = plan.candidates[0]
-        interval = worst_interval_wal_bytes(catalog, newest, started_at, config.audit.retention_days)
-        forecast = rto_forecast(phases, attempt.candidate.audit.stored_bytes, wal["stored_bytes"],
+        interval = worst_interval_wal_segments(catalog, newest, started_at, config.audit.retention_days)
+        forecast = rto_forecast(phases, attempt.candidate.audit.stored_bytes, wal["segments"],
                                 newest.audit.stored_bytes, interval, spec.wal_max_parallel)
         recovery.update({
             "backup_id": attempt.candidate.backup.backup_id, "promoted": True, "timeline": outcome.timeline,
@@ -82,25 +82,25 @@ def build_result(spec: RestoreTestSpec, catalog: ArchiveCatalog, report: AuditRe
     return result
 
 
-def worst_interval_wal_bytes(catalog: ArchiveCatalog, newest: Any, now: datetime,
-                             retention_days: float) -> int | None:
-    """The WAL a recovery from the newest backup replays just before the next one is taken: its
-    own WAL (begin to end WAL, replayed to consistency) plus the most WAL uploaded between two
-    consecutive completed backups (``archive.growth``, the audit's definition), or, with one
-    backup only, the stored WAL along its chain."""
+def worst_interval_wal_segments(catalog: ArchiveCatalog, newest: Any, now: datetime,
+                                retention_days: float) -> int | None:
+    """The WAL segments a recovery from the newest backup replays just before the next one is
+    taken: its own (begin to end WAL, replayed to consistency) plus the most segments uploaded
+    between two consecutive completed backups (``archive.growth``, the audit's definition), or,
+    with one backup only, the segments along its chain."""
     from pgdrill.archive.growth import archive_growth
 
     growth = archive_growth(catalog, now, retention_days)
-    interval = growth.wal_bytes_between_backups_max
-    if interval is None:
-        # One backup only: the WAL along its chain, counted by segment number (upload times
-        # mislead here: an archiver that lags uploads pre-backup WAL after the backup ended).
-        return newest.wal_bytes or None
+    if not growth.intervals:
+        # One backup only: its chain, counted by segment number (upload times mislead here: an
+        # archiver that lags uploads pre-backup WAL after the backup ended).
+        return newest.wal_segments or None
+    interval = max(i.wal_segments for i in growth.intervals)
     begin, end = newest.backup.begin_wal, newest.backup.end_wal
     own = 0
     if begin is not None and end is not None and begin.timeline == end.timeline:
         present = catalog.archive.segments(begin.timeline)
-        own = sum(present[n].size for n in range(begin.number, end.number + 1) if n in present)
+        own = sum(1 for n in range(begin.number, end.number + 1) if n in present)
     return interval + own
 
 
