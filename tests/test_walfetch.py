@@ -342,3 +342,36 @@ def test_real_recovery_with_4_still_stops_at_a_gap(archived):
     spool = backend.run_dir / "postgres-cluster-v4" / "wal-restore-spool"
     assert not (spool / gap).exists()
     assert os.stat(spool).st_mode & 0o077 == 0  # private to the postgres OS user
+
+
+def test_the_installed_copy_runs_without_pgdrill_on_the_path(tmp_path):
+    """PostgreSQL's OS user may not be able to read pgdrill's source tree (an editable install in a
+    private checkout): the restore_command runs a copy that needs nothing but the standard library."""
+    import shutil
+    import subprocess
+    import sys
+
+    from pgdrill.backends.local.walfetch import install
+
+    script = install(tmp_path / "bin")
+    assert oct(script.stat().st_mode & 0o777) == "0o644"
+    # -I -S: no site-packages, no user site, no PYTHONPATH, so pgdrill cannot be imported
+    # A real request, with /bin/false standing in for barman-cloud-wal-restore: "not found" is exit 1,
+    # after computing the prefetch names and using the spool (an ImportError would be a traceback).
+    false = shutil.which("false")
+    done = subprocess.run([sys.executable, "-I", "-S", str(script), "--max-parallel", "3", "--segment-size",
+                           str(16 << 20), "--spool", str(tmp_path / "spool"), "0000000100000000000000FF",
+                           str(tmp_path / "out"), "--", false], capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    blocked = subprocess.run([sys.executable, "-I", "-S", "-c", "import pgdrill"], capture_output=True, text=True)
+    assert blocked.returncode != 0  # the check above really ran without pgdrill
+
+
+def test_restore_command_runs_the_installed_copy(tmp_path):
+    from pgdrill.backends.local.barman import BarmanCloud
+
+    script = tmp_path / "bin" / "walfetch.py"
+    command = BarmanCloud("s3://b/p", None, bin_dir=tmp_path, wal_max_parallel=4,
+                          walfetch_script=script).restore_command("prod")
+    assert f"-P {script} --max-parallel 4" in command and "-m pgdrill" not in command

@@ -21,6 +21,7 @@ from pgdrill.backends.local.integrity_tools import LocalIntegrityTools
 from pgdrill.backends.local.postgres import Instance
 from pgdrill.backends.local.runas import deferred_interrupts
 from pgdrill.backends.local.rundir import new_instance, open_run_dir
+from pgdrill.backends.local.walfetch import install
 from pgdrill.config import Config
 from pgdrill.errors import UsageError
 
@@ -39,8 +40,10 @@ class RestoreWorkspace:
         try:
             self.tmp_dir = self.scope.make_tmp(self.user.uid, self.user.gid)
             # wal_max_parallel > 1: restore_command fetches ahead into a spool, as the plugin does.
+            script = install(self.run_dir / "bin", self.user.uid, self.user.gid) if wal_max_parallel > 1 else None
             self.barman = BarmanCloud(destination, endpoint_url, bin_dir=tools_dir(),
-                                      wal_max_parallel=wal_max_parallel, segment_size=segment_size)
+                                      wal_max_parallel=wal_max_parallel, segment_size=segment_size,
+                                      walfetch_script=script)
             self.environment = self._environment(credentials)
             problem = self.user.can_execute(tools_dir() / "barman-cloud-restore", self.environment, self.run_dir)
             if problem:

@@ -86,7 +86,16 @@ class LocalBackend:
         self.barman = BarmanCloud(self._destination.url, self.endpoint_url,
                                   self.config.archive.wal_compression, self.config.archive.data_compression,
                                   tools_dir(), wal_max_parallel=self.config.archive.wal_max_parallel,
-                                  segment_size=self.config.archive.segment_size_mb * 1024 * 1024)
+                                  segment_size=self.config.archive.segment_size_mb * 1024 * 1024,
+                                  walfetch_script=self._walfetch())
+
+    def _walfetch(self) -> Path | None:
+        """The parallel WAL fetch, copied where the postgres OS user can run it (N > 1 only)."""
+        if self.config.archive.wal_max_parallel <= 1:
+            return None
+        from pgdrill.backends.local.walfetch import install
+
+        return install(self.run_dir / "bin", self.user.uid, self.user.gid)
 
     def _postgres_environment(self) -> dict[str, str]:
         home = self.user.own(self.run_dir / "tmp", 0o700)

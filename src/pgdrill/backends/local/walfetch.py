@@ -1,6 +1,6 @@
 """``restore_command`` with the barman-cloud plugin's parallel WAL fetch (``wal.maxParallel``).
 
-PostgreSQL runs it as ``python -P -m pgdrill.backends.local.walfetch --max-parallel N
+PostgreSQL runs it as ``python -P <run dir>/bin/walfetch.py --max-parallel N
 --segment-size BYTES --spool DIR %f %p -- barman-cloud-wal-restore <options> <dest> <server>``
 in its data directory, as the unprivileged postgres OS user.  What it does is what the plugin's
 ``Restore`` does (plugin-barman-cloud ``internal/cnpgi/common/wal.go``, barman-cloud
@@ -21,8 +21,10 @@ spool file is checked to be a whole segment before it is served.  A prefetch is 
 (cnpg #10092, fixed the same way in barman-cloud v0.5.0).  The spool is keyed by the full
 name, timeline included, so a segment of another timeline is never served for the wrong name.
 
-Stdlib only (plus ``pgdrill.postgres.wal``, itself stdlib only): PostgreSQL starts this once per
-WAL file, so its start-up time is part of every segment's restore time.
+Stdlib only, and runnable as a plain file: PostgreSQL starts it once per WAL file (its start-up
+time is part of every segment's restore time), and it runs as the unprivileged OS user from a
+copy in the run directory (``install``), because that user cannot always read pgdrill's own
+source tree (an editable install in root's home or a private CI checkout).
 """
 
 from __future__ import annotations
@@ -37,7 +39,39 @@ import sys
 import time
 from pathlib import Path
 
-from pgdrill.postgres.wal import SegmentName
+
+def _segment_number(name: str, segment_size: int) -> int:
+    """The segment number of a 24-hex-digit WAL name (log * segments-per-log + seg), as
+    ``pgdrill.postgres.wal`` computes it; ValueError when out of range."""
+    per_log = _per_log(segment_size)
+    log, seg = int(name[8:16], 16), int(name[16:24], 16)
+    if seg >= per_log:
+        raise ValueError(f"{name}: segment part out of range for {segment_size}-byte segments")
+    return log * per_log + seg
+
+
+def _segment_name(timeline: str, number: int, segment_size: int) -> str:
+    log, seg = divmod(number, _per_log(segment_size))
+    return f"{timeline}{log:08X}{seg:08X}"
+
+
+def _per_log(segment_size: int) -> int:
+    if segment_size <= 0 or segment_size & (segment_size - 1):
+        raise ValueError(f"WAL segment size must be a power of two, got {segment_size}")
+    return 0x1_0000_0000 // segment_size
+
+
+def install(directory: Path, uid: int | None = None, gid: int | None = None) -> Path:
+    """Copy this file to ``directory/walfetch.py`` (readable by everyone, owned by ``uid``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "walfetch.py"
+    shutil.copyfile(__file__, target)
+    target.chmod(0o644)
+    directory.chmod(0o755)
+    if uid is not None and gid is not None:
+        os.chown(directory, uid, gid)
+        os.chown(target, uid, gid)
+    return target
 
 _SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 TEMP_SUFFIX = ".tmp"
@@ -68,12 +102,12 @@ def names_to_fetch(name: str, max_parallel: int, segment_size: int) -> list[str]
     if max_parallel <= 1 or not is_segment(name):
         return [name]
     try:
-        segment = SegmentName.parse(name, segment_size)
+        number = _segment_number(name, segment_size)
     except ValueError:
         return [name]
-    # SegmentName.name splits the number into log/seg with the real segments-per-log, so
-    # ...000000FF is followed by the next log's ...00000000 at 16 MiB, at ...3F with 64 MiB.
-    return [segment.shifted(i).name for i in range(max_parallel)]
+    # The number splits into log/seg with the real segments-per-log, so ...000000FF is
+    # followed by the next log's ...00000000 at 16 MiB, and ...3F by it with 64 MiB.
+    return [_segment_name(name[:8], number + i, segment_size) for i in range(max_parallel)]
 
 
 class Spool:
@@ -140,7 +174,7 @@ class Spool:
         replay never asks for an earlier segment again, and an unbounded spool would fill the disk
         with the prefetches a timeline switch made useless.  Returns how many were removed."""
         try:
-            number = SegmentName.parse(name, self.segment_size).number
+            number = _segment_number(name, self.segment_size)
             entries = list(self.directory.iterdir())
         except (ValueError, FileNotFoundError):
             return 0
@@ -148,7 +182,7 @@ class Spool:
         for entry in entries:
             base = entry.name.removesuffix(TEMP_SUFFIX)
             try:
-                stale = is_segment(base) and SegmentName.parse(base, self.segment_size).number < number
+                stale = is_segment(base) and _segment_number(base, self.segment_size) < number
             except ValueError:
                 stale = False
             if stale:
