@@ -196,3 +196,12 @@ def test_worst_interval_with_one_backup_is_its_chain_by_segment_number():
     report = analyze(catalog, AuditThresholds(), NOW, location="s3://b/pg/prod")
     newest = plan_restore(catalog, report, RestoreTestSpec(location="s3://b/pg/prod")).candidates[0]
     assert worst_interval_wal_segments(catalog, newest, NOW, 30) == 9  # segments 2..10
+
+
+def test_a_newer_failed_backup_is_noted_not_restored():
+    synth = archive()
+    synth.add_backup("20261201T110000", status="FAILED", begin=39, end=40, begin_time=NOW - timedelta(hours=1),
+                     error="connection lost")
+    _, _, plan = plan_for(synth)
+    assert plan.candidates[0].backup.backup_id == "20261201T060000"
+    assert [(s.audit.backup_id, s.unusable) for s in plan.skipped] == [("20261201T110000", False)]
