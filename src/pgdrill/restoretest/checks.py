@@ -22,6 +22,7 @@ from pgdrill.backends.base import RecoveryOutcome
 from pgdrill.detectors.base import could_not
 from pgdrill.findings import Finding
 from pgdrill.findings.codes import (
+    BACKUP_UNUSABLE,
     OWNERSHIP_MISMATCH,
     RECOVERY_TARGET_UNREACHED,
     REPLAY_STOPPED_EARLY,
@@ -87,6 +88,16 @@ def target_outcome(candidate: Candidate, target: str, log: list[str], stopped: b
     tail = [ln.strip() for ln in log if "FATAL" in ln or "PANIC" in ln][-2:]
     return could_not("target", "the target recovery neither reached nor refused its target"
                      + (f": {'; '.join(tail)}" if tail else ""), started, **evidence)
+
+
+def backup_unusable(backup_id: str, failed: str, fatal: list[str], rto_cost_seconds: float, fallback: bool,
+                    where: str = "") -> Finding:
+    """A DONE backup whose restore or recovery failed (a disaster would have reached for it)."""
+    return Finding(BACKUP_UNUSABLE, (
+        f"backup {backup_id} is DONE but its recovery{where} failed ({failed})"
+        + ("; falling back to the previous backup" if fallback else "")),
+        "restore", evidence={"backup_id": backup_id, "failed": failed, "fatal": fatal[-3:],
+                             "rto_cost_seconds": round(rto_cost_seconds, 3)})
 
 
 def check_owners(connect: Any, owners: tuple[OwnerCheck, ...]) -> DetectorOutcome:

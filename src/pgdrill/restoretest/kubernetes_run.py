@@ -31,9 +31,10 @@ from pgdrill.detectors.base import could_not
 from pgdrill.detectors.physical import check_physical
 from pgdrill.errors import UsageError
 from pgdrill.findings import Finding
-from pgdrill.findings.codes import BACKUP_UNUSABLE, RECOVERY_FAILED
+from pgdrill.findings.codes import RECOVERY_FAILED
 from pgdrill.postgres.wal import Lsn
 from pgdrill.restoretest.checks import (
+    backup_unusable,
     check_owners,
     end_of_archive,
     run_user_checks,
@@ -270,11 +271,8 @@ def _restore(session: RestoreTestSession, spec: RestoreTestSpec, config: Config,
             break
         if plan.pitr:  # a target PostgreSQL refuses is the target's problem, not the backup's
             break
-        findings.append(Finding(BACKUP_UNUSABLE, (
-            f"backup {candidate.backup.backup_id} is DONE but its recovery on Kubernetes failed ({attempt.failed})"
-            + ("; falling back to the previous backup" if index + 1 < len(plan.candidates) else "")),
-            "restore", evidence={"backup_id": candidate.backup.backup_id, "failed": attempt.failed,
-                                 "fatal": attempt.outcome.fatal_lines[-3:], "rto_cost_seconds": round(wasted, 3)}))
+        findings.append(backup_unusable(candidate.backup.backup_id, attempt.failed, attempt.outcome.fatal_lines,
+                                        wasted, index + 1 < len(plan.candidates), " on Kubernetes"))
     view = _View(_amcheck_dir(), keep, session)
     extra: dict[str, Any] = {"failed_attempts": failed, "pg_major": plan.candidates[0].pg_major,
                              "kubernetes": {"phase_basis": details}}

@@ -28,6 +28,7 @@ from pgdrill.findings import Finding
 from pgdrill.findings.codes import BACKUP_UNUSABLE, RECOVERY_FAILED
 from pgdrill.postgres.wal import Lsn
 from pgdrill.restoretest.checks import (
+    backup_unusable,
     check_owners,
     end_of_archive,
     run_user_checks,
@@ -111,11 +112,8 @@ def _restore(spec: RestoreTestSpec, config: Config, ws: RestoreWorkspace, catalo
         progress(f"{candidate.backup.backup_id} could not be restored ({attempt.failed})")
         if plan.pitr:  # a target PostgreSQL refuses is the target's problem, not the backup's
             break
-        findings.append(Finding(BACKUP_UNUSABLE, (
-            f"backup {candidate.backup.backup_id} is DONE but its recovery failed ({attempt.failed})"
-            + ("; falling back to the previous backup" if index + 1 < len(plan.candidates) else "")),
-            "restore", evidence={"backup_id": candidate.backup.backup_id, "failed": attempt.failed,
-                                 "fatal": attempt.outcome.fatal_lines[-3:], "rto_cost_seconds": round(wasted, 3)}))
+        findings.append(backup_unusable(candidate.backup.backup_id, attempt.failed, attempt.outcome.fatal_lines,
+                                        wasted, index + 1 < len(plan.candidates)))
         ws.discard(attempt.instance, force=True)
         attempt = None
     detectors: list[DetectorOutcome] = []
