@@ -46,8 +46,8 @@ class BarmanCloud:
     segment_size: int = 16 * 1024 * 1024
     """The cluster's WAL segment size in bytes: walfetch computes the next segment names with it."""
     walfetch_script: Path | None = None
-    """A copy of ``walfetch.py`` the postgres OS user can read (``walfetch.install``); without
-    one, ``python -m pgdrill.backends.local.walfetch`` (needs pgdrill importable by that user)."""
+    """A copy of ``walfetch.py`` the postgres OS user can read (``walfetch.install``); required
+    when ``wal_max_parallel`` > 1."""
 
     def _tool(self, name: str) -> str:
         return str((self.bin_dir or tools_dir()) / name)
@@ -110,8 +110,10 @@ class BarmanCloud:
             # The venv's own interpreter (not resolved: a venv python is a symlink whose target
             # would lose the venv's site-packages); -P keeps the data directory off sys.path.
             python = str((self.bin_dir or tools_dir()) / "python3")
-            program = [str(self.walfetch_script)] if self.walfetch_script else ["-m", "pgdrill.backends.local.walfetch"]
-            argv = [python, "-P", *program,
+            if self.walfetch_script is None:
+                raise ValueError("wal_max_parallel > 1 needs walfetch_script (walfetch.install): the postgres OS "
+                                 "user may not be able to import pgdrill itself")
+            argv = [python, "-P", str(self.walfetch_script),
                     "--max-parallel", str(self.wal_max_parallel), "--segment-size", str(self.segment_size),
                     "--spool", spool_dir, "__F__", "__P__", "--", *wal_restore]
         return " ".join(shlex.quote(a) for a in argv).replace("__F__", "%f").replace("__P__", "%p")
