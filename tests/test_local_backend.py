@@ -148,3 +148,26 @@ def test_close_releases_processes_and_directories():
     assert server is not None and not server.running
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_seaweedfs_picks_new_ports_when_one_was_taken_before_it_could_bind(tmp_path, monkeypatch):
+    """free_port() finds a port free at that moment only; another process may bind it first."""
+    import socket
+
+    from pgdrill.backends.local import seaweed
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    handed = iter([taken.getsockname()[1]])  # the first port asked for is already in use
+    monkeypatch.setattr(seaweed, "free_port", lambda: next(handed, None) or free_port())
+    server = SeaweedServer(tmp_path / "s3")
+    try:
+        server.start()
+        assert taken.getsockname()[1] not in server.ports.values()
+        server.store().check_access()  # it answers (raises otherwise)
+        log = server.log_path.read_text()
+        assert "not available" in log or "address already in use" in log  # the first attempt did fail
+    finally:
+        server.stop()
+        taken.close()

@@ -30,6 +30,8 @@ from pgdrill.backends.local.runas import ProcessGroups
 from pgdrill.backends.naming import free_port
 from pgdrill.errors import CouldNotVerify, UsageError
 
+#: How weed says a port it was given is taken: its own check before start, or the bind itself.
+_PORT_TAKEN = ("is not available on 127.0.0.1 and cannot be used", "address already in use")
 _PORTS = (
     "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
     "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc",
@@ -139,9 +141,26 @@ class SeaweedServer:
                               "secretKey": i.credentials.secret_access_key}],
              "actions": list(i.actions)} for i in identities]}))
         config.chmod(0o600)
-        if not self.ports:
-            self.ports = {name: free_port() for name in _PORTS}
-            self.scope.add_ports(list(self.ports.values()))
+        # free_port() only finds a port free *now*: another process may bind it before weed does.
+        # Freshly chosen ports are chosen again then; a restart (after an outage) keeps its own.
+        fresh = not self.ports
+        for attempt in range(3):
+            if not self.ports:
+                self.ports = {name: free_port() for name in _PORTS}
+                self.scope.add_ports(list(self.ports.values()))
+            self._spawn(data, config)
+            try:
+                self._wait_ready(timeout)
+                break
+            except CouldNotVerify as exc:
+                taken = any(words in str(exc) for words in _PORT_TAKEN)
+                if not (fresh and attempt < 2 and taken):
+                    raise
+                self.ports = {}
+        self._create_extra_buckets()
+        return self
+
+    def _spawn(self, data: Path, config: Path) -> None:
         sockets = self._sockets()
         logdir = self.directory / "log"
         logdir.mkdir(exist_ok=True)
@@ -159,9 +178,6 @@ class SeaweedServer:
                                              cwd=self.directory)
         finally:
             log.close()
-        self._wait_ready(timeout)
-        self._create_extra_buckets()
-        return self
 
     def _create_extra_buckets(self) -> None:
         import botocore.exceptions
