@@ -104,7 +104,7 @@ def test_growth_from_a_real_listing(seaweed, monkeypatch, tmp_path, capsys):
     assert doc["stored_bytes"] == {"base": 30_000, "wal": g.stored_wal_bytes}
     assert [i["wal_segments"] for i in doc["intervals"]] == [6] and doc["since_newest"]["wal_segments"] == 3
     ((method, path, _, body),) = gateway.requests
-    assert (method, path) == ("PUT", f"/metrics/job/pgdrill_audit/server_name/{server_name}")
+    assert (method, path) == ("PUT", f"/metrics/job/pgdrill-audit/server_name/{server_name}")
     pushed = samples(body.decode())
     key = {"server_name": server_name}
     assert pushed[("pgdrill_archive_stored_bytes", tuple(sorted({**key, "kind": "base"}.items())))] == 30_000

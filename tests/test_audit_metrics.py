@@ -161,9 +161,9 @@ class Gateway:
 def test_push_puts_the_group_of_job_and_server_name():
     report = report_of()
     with Gateway() as gateway:
-        push_prometheus(report, gateway.url, "pgdrill_audit")
+        push_prometheus(report, gateway.url, "pgdrill-audit")
     ((method, path, content_type, body),) = gateway.requests
-    assert (method, path) == ("PUT", "/metrics/job/pgdrill_audit/server_name/postgres-cluster")
+    assert (method, path) == ("PUT", "/metrics/job/pgdrill-audit/server_name/postgres-cluster")
     assert gateway.authorization == [None]
     assert content_type.startswith("text/plain; version=0.0.4")
     found = samples(body.decode())

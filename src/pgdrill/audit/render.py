@@ -186,7 +186,7 @@ def _columns(rows: list[tuple[str, ...]]) -> list[str]:
 # textfile, the Pushgateway protocol); this part only decides which samples exist.
 
 #: The Pushgateway job of ``--pushgateway`` (the grouping key adds ``server_name``).
-DEFAULT_PUSHGATEWAY_JOB = "pgdrill_audit"
+DEFAULT_PUSHGATEWAY_JOB = "pgdrill-audit"  # the CronJob's group (deploy/kubernetes), like pgdrill-drills
 
 _DESCRIPTIONS = {
     "pgdrill_audit_success": "1 if the last audit could verify everything it checks, 0 if not (S3 or metadata error).",
