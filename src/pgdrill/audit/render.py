@@ -7,7 +7,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from prometheus_client import (
     CollectorRegistry,
@@ -16,7 +16,6 @@ from prometheus_client import (
     write_to_textfile,
 )
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from pgdrill.archive.growth import WalRate
 from pgdrill.audit import codes
@@ -25,6 +24,7 @@ from pgdrill.audit.formatting import format_time, human_bytes, human_duration
 from pgdrill.audit.report import AuditReport
 from pgdrill.errors import UsageError
 from pgdrill.findings import Severity
+from pgdrill.pushgateway import credentials_handler, without_userinfo
 
 EXIT_HEALTHY, EXIT_ALERT, EXIT_COULD_NOT_VERIFY = 0, 1, 2
 _GRADES = ("pitr_capable", "consistent", "waiting_for_wal", "not_consistent", "in_progress", "failed",
@@ -269,25 +269,9 @@ def push_prometheus(report: AuditReport, gateway: str, job: str = DEFAULT_PUSHGA
 
     :raises OSError: the gateway is unreachable or answered an error (``urllib`` errors)
     """
-    handler = default_handler
-    parts = urlsplit(gateway)
-    if parts.username is not None:
-        # urllib cannot take credentials from the URL: send them as basic auth instead.
-        user, password = unquote(parts.username), unquote(parts.password or "")
-        gateway = without_userinfo(gateway)
-
-        def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
-                    data: bytes) -> Callable[[], None]:
-            return basic_auth_handler(url, method, timeout, headers, data, user, password)
-
-    push_to_gateway(gateway, job, audit_registry(report),
+    handler = credentials_handler(gateway)
+    push_to_gateway(without_userinfo(gateway), job, audit_registry(report),
                     grouping_key={"server_name": report.server_name}, timeout=timeout, handler=handler)
-
-
-def without_userinfo(url: str) -> str:
-    """``url`` without ``user:password@``: what may be printed."""
-    parts = urlsplit(url)
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 def check_pushgateway_url(text: str) -> str:

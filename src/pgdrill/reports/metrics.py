@@ -29,9 +29,9 @@ from prometheus_client import (
     push_to_gateway,
     write_to_textfile,
 )
-from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from pgdrill.errors import UsageError
+from pgdrill.pushgateway import credentials_handler
 from pgdrill.reports.history import History, read_history, rto_series, runs_up_to
 from pgdrill.reports.render import HISTORY_FILE
 from pgdrill.runs import check_writable_dir
@@ -214,18 +214,6 @@ def check_destinations(textfile: str | None, pushgateway: str | None) -> None:
         pushgateway_target(pushgateway, "")
 
 
-def _handler(url: str) -> Any:
-    parts = urlsplit(url)
-    if parts.username is None:
-        return default_handler
-    user, password = unquote(parts.username), unquote(parts.password or "")
-
-    def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes) -> Any:
-        return basic_auth_handler(url, method, timeout, headers, data, user, password)
-
-    return handler
-
-
 def publish(results_json: Path, *, textfile: str | None = None, pushgateway: str | None = None,
             history: bool = True) -> Published:
     """Write ``metrics.prom`` beside ``results_json``, and to ``textfile`` and ``pushgateway``
@@ -255,7 +243,7 @@ def publish(results_json: Path, *, textfile: str | None = None, pushgateway: str
         try:
             gateway, job, group = pushgateway_target(pushgateway, str(run.get("backend") or ""))
             # PUT: the group holds exactly this run's drills, like the textfile.
-            push_to_gateway(gateway, job, registry, grouping_key=group, timeout=30, handler=_handler(pushgateway))
+            push_to_gateway(gateway, job, registry, grouping_key=group, timeout=30, handler=credentials_handler(pushgateway))
             out.written.append(shown)
         except (OSError, UsageError, ValueError) as exc:
             reason = str(getattr(exc, "reason", None) or exc).replace(pushgateway, shown)
