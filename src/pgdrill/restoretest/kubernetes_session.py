@@ -272,12 +272,7 @@ class RestoreTestSession:
     # -- connections (also what KubernetesIntegrityTools needs) -----------------------------------
 
     def _primary_pod(self, cluster: str) -> str:
-        pods = self.kube.core.list_namespaced_pod(
-            self.namespace, label_selector=f"{st.CLUSTER_LABEL}={cluster},{st.INSTANCE_ROLE_LABEL}=primary").items
-        running = [p.metadata.name for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
-        if not running:
-            raise CouldNotVerify(f"restore-test cluster {cluster} has no running primary pod")
-        return running[0]
+        return self.kube.primary_pod(self.namespace, cluster)
 
     def primary_port(self, cluster: ClusterHandle) -> int:
         forward = self._forwards.get(cluster.name)

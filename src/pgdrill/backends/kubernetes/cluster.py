@@ -194,12 +194,7 @@ class KubernetesBackend:
         return self.kube.get_custom("Cluster", name, self.namespace)
 
     def _primary_pod(self, cluster: str) -> str:
-        pods = self.kube.core.list_namespaced_pod(
-            self.namespace, label_selector=f"{st.CLUSTER_LABEL}={cluster},{st.INSTANCE_ROLE_LABEL}=primary").items
-        running = [p.metadata.name for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
-        if not running:
-            raise CouldNotVerify(f"cluster {cluster} has no running primary pod")
-        return running[0]
+        return self.kube.primary_pod(self.namespace, cluster)
 
     def _password(self, cluster: str) -> str:
         if cluster not in self._passwords:

@@ -122,6 +122,18 @@ class Kube:
             if exc.status not in (404, 409):  # gone already / UID changed: not ours any more
                 raise
 
+    def primary_pod(self, namespace: str, cluster: str) -> str:
+        """The running (not terminating) pod CNPG labels as ``cluster``'s primary."""
+        from pgdrill.backends.kubernetes import status as st
+        from pgdrill.errors import CouldNotVerify
+
+        pods = self.core.list_namespaced_pod(
+            namespace, label_selector=f"{st.CLUSTER_LABEL}={cluster},{st.INSTANCE_ROLE_LABEL}=primary").items
+        running = [p.metadata.name for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+        if not running:
+            raise CouldNotVerify(f"cluster {cluster} has no running primary pod")
+        return running[0]
+
     def logs(self, namespace: str, pod: str, container: str | None = None, tail: int = 500) -> str:
         from kubernetes.client.exceptions import ApiException
 
