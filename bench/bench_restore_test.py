@@ -174,4 +174,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pgdrill.runs import sigterm_as_interrupt
+
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop SeaweedFS and the bare PostgreSQL
+    # (a killed bench once left its weed server running on the archive's data directory).
+    with sigterm_as_interrupt():
+        sys.exit(main())
